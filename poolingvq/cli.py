@@ -1,0 +1,58 @@
+"""`poolingvq ...`: the command line. Thin on purpose: each subcommand parses its flags here and hands them to
+the module that does the work, imported only when that subcommand runs (so `poolingvq --help` stays fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors_poolingvq import PoolingVQInputError
+
+
+def _add_import_weights(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import-weights", help="build a full PoolingVQ model from official MERT and MIDI-BERT weights")
+    p.add_argument("--mert", required=True, help="an official MERT-v1-95M folder (config.json + weights)")
+    p.add_argument("--midibert", required=True, help="an official MIDI-BERT checkpoint (.ckpt / .pth torch file)")
+    p.add_argument("--out", required=True, help="folder to write the PoolingVQ model to")
+    p.set_defaults(handler="poolingvq.weights:import_weights_command")
+
+
+def _add_tokenize_midi(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tokenize-midi", help="MIDI files -> compound-word tokens, one int64 array [N, 512, 4]")
+    p.add_argument("files", nargs="+", help="MIDI files, tokenized in the order given")
+    p.add_argument("--mode", choices=("midibert", "rescaled"), default="midibert")
+    p.add_argument("--out", required=True, help="the .npy file to write")
+    p.set_defaults(handler="poolingvq.tokenization_poolingvq:tokenize_midi_command")
+
+
+# (flag builder, in the order `--help` lists them)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_import_weights,
+    _add_tokenize_midi,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="poolingvq", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module_name, function_name = args.handler.split(":")
+    handler = getattr(importlib.import_module(module_name), function_name)
+    try:
+        return int(handler(args) or 0)
+    except PoolingVQInputError as error:  # a user's file is at fault: say so in one line, no traceback
+        print(f"poolingvq {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Configuration of PoolingVQ and of its MIDI-BERT encoder.
+
+Remote code: copied flat into every saved model folder; imports only transformers and its own siblings.
+
+`PoolingVQConfig` holds two sub-configurations, one per frozen encoder, and the settings of the three parts
+that are trained: the PoolingVQ quantizer, the two-stage cross-attention fusion and the classification head.
+
+Where the paper (PoolingVQ, multimodal music emotion recognition) leaves a choice open, the field below
+documents the choice and why; every such choice is a field, so an ablation is a config change.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from transformers import HubertConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+#: The four Russell quadrants, as EMOPIA and VGMIDI label them.
+QUADRANT_LABELS: tuple[str, ...] = ("Q1", "Q2", "Q3", "Q4")
+QUADRANT_MEANINGS: dict[str, str] = {
+    "Q1": "happy / excited (valence +, arousal +)",
+    "Q2": "tense / angry (valence -, arousal +)",
+    "Q3": "sad / depressed (valence -, arousal -)",
+    "Q4": "calm / relaxed (valence +, arousal -)",
+}
+
+#: MERT-v1-95M as a transformers `HubertConfig`: 768 wide, 12 layers of 12 heads, 7 conv layers whose strides
+#: multiply to 320 samples, i.e. 75 frames/s at MERT's own 24 kHz. Spec-augment and layer-drop are off: the
+#: encoder is frozen and only ever used for inference.
+MERT_V1_95M_AUDIO_CONFIG: dict[str, Any] = {
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "conv_dim": [512] * 7,
+    "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+    "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "conv_bias": False,
+    "feat_extract_norm": "group",
+    "feat_extract_activation": "gelu",
+    "do_stable_layer_norm": False,
+    "feat_proj_layer_norm": True,
+    "num_conv_pos_embeddings": 128,
+    "num_conv_pos_embedding_groups": 16,
+    "layer_norm_eps": 1e-5,
+    "apply_spec_augment": False,
+    "layerdrop": 0.0,
+    "sampling_rate": 24000,
+}
+
+#: The tiny variants used by tests: same topology (and so the same 75 frames/s), a few hundred thousand
+#: parameters in all.
+TINY_AUDIO_CONFIG: dict[str, Any] = {
+    **MERT_V1_95M_AUDIO_CONFIG,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "conv_dim": [32] * 7,
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 4,
+}
+TINY_MIDI_CONFIG: dict[str, Any] = {
+    "cp_embedding_size": 16,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
+
+
+class MidiBertConfig(PreTrainedConfig):
+    r"""MIDI-BERT-Piano (Chou et al.) as used by PoolingVQ: compound-word (CP) embeddings and a BERT encoder.
+
+    A CP token is a row of four class indices `[Bar, Position, Pitch, Duration]`. Each class has its own
+    embedding of `cp_embedding_size` scaled by `sqrt(cp_embedding_size)`; the four are concatenated and projected
+    to `hidden_size`, then a BERT encoder with `relative_key_query` attention (no absolute position embedding
+    is added) reads the sequence. The defaults are MIDI-BERT's pre-training configuration.
+
+    Args:
+        cp_vocab_sizes: vocabulary size of each CP class, Bar / Position / Pitch / Duration (incl. PAD, MASK).
+        cp_pad_token: the padding row, `[2, 16, 86, 64]` in MIDI-BERT's dictionary.
+        cp_embedding_size: width of each class embedding (256 in MIDI-BERT).
+        hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, hidden_act,
+        hidden_dropout_prob, attention_probs_dropout_prob, layer_norm_eps, initializer_range: BERT's.
+        max_position_embeddings: longest sequence; relative distances span `2 * max - 1` embeddings.
+        type_vocab_size: BERT's token types; only type 0 is ever added, as MIDI-BERT does.
+    """
+
+    model_type: ClassVar[str] = "poolingvq_midibert"
+    base_config_key: ClassVar[str] = "midi_config"
+
+    cp_vocab_sizes: list[int] | tuple[int, ...] = (4, 18, 88, 66)
+    cp_pad_token: list[int] | tuple[int, ...] = (2, 16, 86, 64)
+    cp_embedding_size: int = 256
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        super().__post_init__(**kwargs)
+        self.cp_vocab_sizes = list(self.cp_vocab_sizes)
+        self.cp_pad_token = list(self.cp_pad_token)
+        if len(self.cp_vocab_sizes) != 4 or len(self.cp_pad_token) != 4:
+            raise ValueError("MIDI-BERT's compound words have exactly four classes: Bar, Position, Pitch, Duration")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of {self.num_attention_heads} heads")
+
+
+PoolingMode = Literal["poolingvq", "avg", "max", "none"]
+Modalities = Literal["audio+midi", "audio", "midi"]
+WeightedPooling = Literal["code_frequency", "triangular"]
+
+
+class PoolingVQConfig(PreTrainedConfig):
+    r"""Configuration of [`PoolingVQForMusicEmotion`].
+
+    Args:
+        audio_config: the frozen audio encoder, a `HubertConfig` (MERT-v1-95M by default; `sampling_rate` 24000).
+        midi_config: the frozen MIDI encoder, a [`MidiBertConfig`] (MIDI-BERT by default).
+        max_audio_seconds: audio is cropped to this many seconds (the paper's 60 s).
+        max_midi_tokens: CP tokens per MIDI row (MIDI-BERT's 512).
+        audio_feature_layers: which hidden states of the audio encoder are averaged into the audio features
+            (0 = the projected conv features, 12 = the last layer). The paper does not say. `None`, the
+            default, averages all of them: MERT's own probing learns a weighted sum over every layer and
+            finds emotion information spread over the middle and upper layers; a *fixed* average keeps the
+            frozen features a single [T, 768] array that can be cached once per clip.
+        midi_feature_layer: which MIDI-BERT hidden state feeds the fusion (-1, the last, as in MIDI-BERT's
+            own fine-tuning).
+        codebook_size: P, the number of code vectors (the paper sweeps it; 64 is our default).
+        window_size, window_stride: the sliding window over the code sequence (5 and 3: the sequence shrinks
+            to about a third).
+        avg_max_distinct_codes: windows with at most this many distinct codes are average-pooled (1).
+        weighted_max_distinct_codes: windows with more distinct codes than `avg_max_distinct_codes` and at
+            most this many get a weighted average (3); windows with more are max-pooled.
+        weighted_pooling: how the weighted average weighs a window's frames; the paper does not say.
+            `"code_frequency"` (default) weighs each frame by how many frames of the window share its code:
+            a window with 2-3 codes is a stable state with a few transitional frames, and this weighting keeps
+            the stable state while still letting the transitions count, a natural middle between the plain
+            average (one code) and the max (many codes). `"triangular"` weighs frames by their distance to the
+            window's centre (1, 2, 3, 2, 1), the usual smoothing alternative.
+        vq_loss_weight: weight of the VQ loss (eq. 4) added to the cross-entropy.
+        commitment_weight: weight of the commitment term `||X - sg(Pc)||^2` inside the VQ loss.
+        pooling: the paper's ablation of the pooling: `"poolingvq"` (the method), `"avg"` or `"max"` (every
+            window average- or max-pooled), `"none"` (no pooling, the full frame sequence).
+        modalities: `"audio+midi"` (the method), `"audio"` or `"midi"` alone (ablations).
+        fusion_hidden_size: width of the fusion; both encoders are projected to it (768 = their own width).
+        fusion_num_heads: heads of both cross-attentions (8; 768 / 8 = 96 per head).
+        fusion_dropout: dropout inside the fusion.
+        classifier_dropout: dropout before the fully connected head.
+        freeze_encoders: keep both encoders frozen (the paper). They then always run in eval mode.
+        label_meanings: what each quadrant means, for people reading predictions.
+    """
+
+    model_type: ClassVar[str] = "poolingvq"
+    sub_configs_defaults: ClassVar[dict[str, Any]] = {
+        "audio_config": SubConfigSpec(HubertConfig, init_kwargs=MERT_V1_95M_AUDIO_CONFIG),
+        "midi_config": MidiBertConfig,
+    }
+
+    audio_config: dict | PreTrainedConfig | None = None
+    midi_config: dict | PreTrainedConfig | None = None
+    max_audio_seconds: float = 60.0
+    max_midi_tokens: int = 512
+    audio_feature_layers: list[int] | None = None
+    midi_feature_layer: int = -1
+    codebook_size: int = 64
+    window_size: int = 5
+    window_stride: int = 3
+    avg_max_distinct_codes: int = 1
+    weighted_max_distinct_codes: int = 3
+    weighted_pooling: str = "code_frequency"
+    vq_loss_weight: float = 1.0
+    commitment_weight: float = 1.0
+    pooling: str = "poolingvq"
+    modalities: str = "audio+midi"
+    fusion_hidden_size: int = 768
+    fusion_num_heads: int = 8
+    fusion_dropout: float = 0.1
+    classifier_dropout: float = 0.1
+    freeze_encoders: bool = True
+    label_meanings: dict[str, str] | None = None
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        if self.id2label is None:
+            self.id2label = dict(enumerate(QUADRANT_LABELS))
+            self.label2id = {label: i for i, label in self.id2label.items()}
+        if self.label_meanings is None:
+            self.label_meanings = dict(QUADRANT_MEANINGS)
+        super().__post_init__(**kwargs)
+        self._check()
+
+    def _check(self) -> None:
+        choices = {
+            "pooling": ("poolingvq", "avg", "max", "none"),
+            "modalities": ("audio+midi", "audio", "midi"),
+            "weighted_pooling": ("code_frequency", "triangular"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {allowed}")
+        if not 1 <= self.window_stride <= self.window_size:
+            raise ValueError(f"window_stride must be in [1, window_size]: {self.window_stride}, {self.window_size}")
+        if not 1 <= self.avg_max_distinct_codes <= self.weighted_max_distinct_codes:
+            raise ValueError("need 1 <= avg_max_distinct_codes <= weighted_max_distinct_codes")
+        if self.codebook_size < 1:
+            raise ValueError(f"codebook_size must be positive, got {self.codebook_size}")
+        if self.fusion_hidden_size % self.fusion_num_heads:
+            raise ValueError(f"fusion_hidden_size {self.fusion_hidden_size} not divisible by {self.fusion_num_heads}")
+
+    @property
+    def audio_sampling_rate(self) -> int:
+        """Sampling rate the audio encoder expects (24 kHz for MERT)."""
+        return int(getattr(self.audio_config, "sampling_rate", 24000))
+
+    @property
+    def audio_frame_rate(self) -> float:
+        """Encoder frames per second: the sampling rate over the product of the conv strides (75 for MERT)."""
+        hop = 1
+        for stride in self.audio_config.conv_stride:
+            hop *= stride
+        return self.audio_sampling_rate / hop
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> PoolingVQConfig:
+        """A named configuration: `"paper"` (MERT-v1-95M + MIDI-BERT, the paper's model) or `"tiny"` (tests).
+
+        `overrides` replace top-level fields, e.g. `from_preset("paper", pooling="none")`.
+        """
+        if name == "paper":
+            fields: dict[str, Any] = {}
+        elif name == "tiny":
+            fields = {
+                "audio_config": dict(TINY_AUDIO_CONFIG),
+                "midi_config": dict(TINY_MIDI_CONFIG),
+                "codebook_size": 16,
+                "fusion_hidden_size": 32,
+                "fusion_num_heads": 2,
+            }
+        else:
+            raise ValueError(f"unknown preset {name!r}: choose 'paper' or 'tiny'")
+        fields.update(overrides)
+        return cls(**fields)
+
+
+__all__ = ["MidiBertConfig", "PoolingVQConfig", "QUADRANT_LABELS", "QUADRANT_MEANINGS"]

@@ -13,15 +13,21 @@ from .errors_poolingvq import PoolingVQInputError
 
 
 def _add_import_weights(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import-weights", help="build a full PoolingVQ model from official MERT and MIDI-BERT weights")
+    p = sub.add_parser(
+        "import-weights", help="build a full PoolingVQ model from official MERT and MIDI-BERT weights"
+    )
     p.add_argument("--mert", required=True, help="an official MERT-v1-95M folder (config.json + weights)")
-    p.add_argument("--midibert", required=True, help="an official MIDI-BERT checkpoint (.ckpt / .pth torch file)")
+    p.add_argument(
+        "--midibert", required=True, help="an official MIDI-BERT checkpoint (.ckpt / .pth torch file)"
+    )
     p.add_argument("--out", required=True, help="folder to write the PoolingVQ model to")
     p.set_defaults(handler="poolingvq.weights:import_weights_command")
 
 
 def _add_tokenize_midi(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tokenize-midi", help="MIDI files -> compound-word tokens, one int64 array [N, 512, 4]")
+    p = sub.add_parser(
+        "tokenize-midi", help="MIDI files -> compound-word tokens, one int64 array [N, 512, 4]"
+    )
     p.add_argument("files", nargs="+", help="MIDI files, tokenized in the order given")
     p.add_argument("--mode", choices=("midibert", "rescaled"), default="midibert")
     p.add_argument("--out", required=True, help="the .npy file to write")

@@ -112,9 +112,13 @@ class MidiBertConfig(PreTrainedConfig):
         self.cp_vocab_sizes = list(self.cp_vocab_sizes)
         self.cp_pad_token = list(self.cp_pad_token)
         if len(self.cp_vocab_sizes) != 4 or len(self.cp_pad_token) != 4:
-            raise ValueError("MIDI-BERT's compound words have exactly four classes: Bar, Position, Pitch, Duration")
+            raise ValueError(
+                "MIDI-BERT's compound words have exactly four classes: Bar, Position, Pitch, Duration"
+            )
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of {self.num_attention_heads} heads")
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not a multiple of {self.num_attention_heads} heads"
+            )
 
 
 PoolingMode = Literal["poolingvq", "avg", "max", "none"]
@@ -210,13 +214,17 @@ class PoolingVQConfig(PreTrainedConfig):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {allowed}")
         if not 1 <= self.window_stride <= self.window_size:
-            raise ValueError(f"window_stride must be in [1, window_size]: {self.window_stride}, {self.window_size}")
+            raise ValueError(
+                f"window_stride must be in [1, window_size]: {self.window_stride}, {self.window_size}"
+            )
         if not 1 <= self.avg_max_distinct_codes <= self.weighted_max_distinct_codes:
             raise ValueError("need 1 <= avg_max_distinct_codes <= weighted_max_distinct_codes")
         if self.codebook_size < 1:
             raise ValueError(f"codebook_size must be positive, got {self.codebook_size}")
         if self.fusion_hidden_size % self.fusion_num_heads:
-            raise ValueError(f"fusion_hidden_size {self.fusion_hidden_size} not divisible by {self.fusion_num_heads}")
+            raise ValueError(
+                f"fusion_hidden_size {self.fusion_hidden_size} not divisible by {self.fusion_num_heads}"
+            )
 
     @property
     def audio_sampling_rate(self) -> int:

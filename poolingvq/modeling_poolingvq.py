@@ -1,0 +1,353 @@
+"""PoolingVQ for music emotion recognition: frozen encoders -> PoolingVQ -> two-stage cross-attention -> head.
+
+Remote code: imports only torch, transformers and its siblings.
+
+```
+waveform [B, S] --MERT (HubertModel, frozen)--> frames [B, T, 768] (75/s) --PoolingVQ--> pooled audio [B, ~T/3, 768] --+
+CP tokens [B, L, 4] --MIDI-BERT (frozen)------> tokens [B, L, 768] ---------------------------------------------------+
+    stage 1: pooled audio queries MIDI           -> audio' [B, W, H]
+    stage 2: MIDI queries audio'                 -> midi'  [B, L, H] -> masked mean [B, H] -> linear -> 4 logits
+```
+
+Training usually runs on the frozen encoders' cached features: `forward` accepts them in place of raw inputs,
+and `get_audio_features` / `get_midi_features` compute exactly what the cache stores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import HubertModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_poolingvq import PoolingVQConfig
+from .midibert_poolingvq import MidiBertModel
+from .quantization_poolingvq import PoolingVQQuantizer
+
+
+@dataclass
+class MusicEmotionOutput(ModelOutput):
+    """Output of [`PoolingVQForMusicEmotion`].
+
+    Args:
+        loss: cross-entropy + `vq_loss_weight` * VQ loss, when `labels` are given.
+        logits: `[B, num_labels]`.
+        vq_loss: the VQ loss (eq. 4), 0 without PoolingVQ.
+        codes: `[B, T]` code index of every audio frame (-1 on padding).
+        window_rules: `[B, W]` pooling rule of every window: 0 avg, 1 weighted, 2 max (-1 on padding).
+        audio_lengths: `[B]` audio frames before pooling.
+        pooled_lengths: `[B]` audio windows after pooling.
+        midi_lengths: `[B]` real MIDI tokens.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    vq_loss: torch.FloatTensor | None = None
+    codes: torch.LongTensor | None = None
+    window_rules: torch.LongTensor | None = None
+    audio_lengths: torch.LongTensor | None = None
+    pooled_lengths: torch.LongTensor | None = None
+    midi_lengths: torch.LongTensor | None = None
+
+
+def masked_mean(sequence: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the real positions: `[B, L, H]`, `[B, L]` -> `[B, H]`."""
+    weights = mask.to(sequence.dtype)[..., None]
+    return (sequence * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+class CrossAttentionBlock(nn.Module):
+    """`query` attends to `context`; residual and LayerNorm after (post-norm, like the BERT-style encoders).
+
+    Shapes: query `[B, Lq, H]`, context `[B, Lk, H]`, context_mask `[B, Lk]` (True on real positions) -> `[B, Lq, H]`.
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.attention = nn.MultiheadAttention(hidden_size, num_heads, dropout=dropout, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.layer_norm = nn.LayerNorm(hidden_size)
+
+    def forward(self, query: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor) -> torch.Tensor:
+        # A context without any real position would make the softmax 0/0; let such a row attend everywhere
+        # (its result is then masked out downstream) rather than produce NaN.
+        context_mask = context_mask | ~context_mask.any(-1, keepdim=True)
+        attended, _ = self.attention(
+            query, context, context, key_padding_mask=~context_mask, need_weights=False
+        )
+        return self.layer_norm(query + self.dropout(attended))
+
+
+class PoolingVQFusion(nn.Module):
+    """The paper's two-stage fusion: pooled audio queries MIDI, then MIDI queries that result.
+
+    Stage 1 lets every pooled audio window gather the notes that explain it; stage 2 reads the piece in the MIDI's
+    own order, each token asking the note-aware audio what it sounded like. The stage-2 sequence is averaged over
+    real tokens into one vector per piece. Each encoder is first projected to `fusion_hidden_size`.
+
+    For the single-modality ablations only that modality's projection is built and averaged.
+    """
+
+    def __init__(self, config: PoolingVQConfig) -> None:
+        super().__init__()
+        hidden = config.fusion_hidden_size
+        self.modalities = config.modalities
+        if self.uses_audio:
+            self.audio_projection = nn.Linear(config.audio_config.hidden_size, hidden)
+        if self.uses_midi:
+            self.midi_projection = nn.Linear(config.midi_config.hidden_size, hidden)
+        if self.uses_audio and self.uses_midi:
+            self.audio_queries_midi = CrossAttentionBlock(
+                hidden, config.fusion_num_heads, config.fusion_dropout
+            )
+            self.midi_queries_audio = CrossAttentionBlock(
+                hidden, config.fusion_num_heads, config.fusion_dropout
+            )
+
+    @property
+    def uses_audio(self) -> bool:
+        return self.modalities in ("audio+midi", "audio")
+
+    @property
+    def uses_midi(self) -> bool:
+        return self.modalities in ("audio+midi", "midi")
+
+    def forward(
+        self,
+        audio: torch.Tensor | None,
+        audio_mask: torch.Tensor | None,
+        midi: torch.Tensor | None,
+        midi_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """audio `[B, W, Da]` + mask `[B, W]`, midi `[B, L, Dm]` + mask `[B, L]` -> one vector per piece `[B, H]`."""
+        if self.modalities == "audio":
+            return masked_mean(self.audio_projection(audio), audio_mask)
+        if self.modalities == "midi":
+            return masked_mean(self.midi_projection(midi), midi_mask)
+        audio = self.audio_projection(audio)
+        midi = self.midi_projection(midi)
+        audio_with_notes = self.audio_queries_midi(audio, midi, midi_mask)  # [B, W, H]
+        midi_with_sound = self.midi_queries_audio(midi, audio_with_notes, audio_mask)  # [B, L, H]
+        return masked_mean(midi_with_sound, midi_mask)
+
+
+class PoolingVQPreTrainedModel(PreTrainedModel):
+    config_class = PoolingVQConfig
+    base_model_prefix = "poolingvq"
+    main_input_name = "input_values"
+    supports_gradient_checkpointing = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, PoolingVQQuantizer):
+            # Unit-variance directions until k-means replaces them (`initialized` says whether it has).
+            init.normal_(module.codebook, mean=0.0, std=1.0)
+            init.zeros_(module.initialized)
+        elif isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.MultiheadAttention):
+            module._reset_parameters()
+
+    def save_pretrained(self, save_directory, *args, **kwargs):  # noqa: D102 - adds the audio-classification entry
+        auto_map = dict(getattr(self.config, "auto_map", None) or {})
+        auto_map.setdefault(
+            "AutoModelForAudioClassification", f"{__name__.split('.')[-1]}.PoolingVQForMusicEmotion"
+        )
+        self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
+    """PoolingVQ: audio + MIDI -> four Russell quadrants (Q1 happy, Q2 tense, Q3 sad, Q4 calm).
+
+    Attributes:
+        audio_encoder: a transformers `HubertModel` holding MERT-v1-95M (frozen by default).
+        midi_encoder: [`MidiBertModel`] (frozen by default).
+        quantizer: [`PoolingVQQuantizer`] (None in the MIDI-only ablation).
+        fusion: [`PoolingVQFusion`].
+        classifier: dropout + the fully connected head, `fusion_hidden_size -> num_labels`.
+    """
+
+    def __init__(self, config: PoolingVQConfig) -> None:
+        super().__init__(config)
+        self.audio_encoder = HubertModel(config.audio_config)
+        self.midi_encoder = MidiBertModel(config.midi_config)
+        self.quantizer = None
+        if config.modalities != "midi":
+            self.quantizer = PoolingVQQuantizer(
+                dim=config.audio_config.hidden_size,
+                codebook_size=config.codebook_size,
+                window_size=config.window_size,
+                window_stride=config.window_stride,
+                avg_max_distinct_codes=config.avg_max_distinct_codes,
+                weighted_max_distinct_codes=config.weighted_max_distinct_codes,
+                weighted_pooling=config.weighted_pooling,
+                commitment_weight=config.commitment_weight,
+                pooling=config.pooling,
+            )
+        self.fusion = PoolingVQFusion(config)
+        self.classifier = nn.Sequential(
+            nn.Dropout(config.classifier_dropout), nn.Linear(config.fusion_hidden_size, config.num_labels)
+        )
+        if config.freeze_encoders:
+            self.audio_encoder.requires_grad_(False)
+            self.midi_encoder.requires_grad_(False)
+        self.post_init()
+
+    def train(self, mode: bool = True) -> PoolingVQForMusicEmotion:
+        """Frozen encoders stay in eval mode (no dropout, no spec-augment), whatever the rest does."""
+        super().train(mode)
+        if self.config.freeze_encoders:
+            self.audio_encoder.eval()
+            self.midi_encoder.eval()
+        return self
+
+    def _encoder_grad(self) -> bool:
+        return torch.is_grad_enabled() and not self.config.freeze_encoders
+
+    def get_audio_features(
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The audio features PoolingVQ reads: the mean of `config.audio_feature_layers` hidden states.
+
+        Args:
+            input_values: `[B, S]` normalised 24 kHz waveform (from `PoolingVQFeatureExtractor`).
+            attention_mask: `[B, S]`, 1 on real samples.
+        Returns:
+            features `[B, T, D]` (T = frames at 75/s) and their mask `[B, T]` (bool).
+        """
+        with torch.set_grad_enabled(self._encoder_grad()):
+            out = self.audio_encoder(input_values, attention_mask=attention_mask, output_hidden_states=True)
+        hidden_states = out.hidden_states
+        layers = self.config.audio_feature_layers
+        layers = range(len(hidden_states)) if layers is None else layers
+        # A running sum, not a stack: 13 layers x 60 s of frames would otherwise be copied once more.
+        features = sum(hidden_states[i] for i in layers) / len(layers)
+        frames = features.shape[1]
+        if attention_mask is None:
+            mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+        else:
+            mask = self.audio_encoder._get_feature_vector_attention_mask(frames, attention_mask).bool()
+        return features, mask
+
+    def get_midi_features(
+        self, midi_input_ids: torch.Tensor, midi_attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The MIDI features the fusion reads: MIDI-BERT hidden state `config.midi_feature_layer`.
+
+        Args:
+            midi_input_ids: `[B, L, 4]` CP tokens.
+            midi_attention_mask: `[B, L]`, 1 on real tokens (default: Bar != PAD).
+        Returns:
+            features `[B, L, D]` and their mask `[B, L]` (bool).
+        """
+        if midi_attention_mask is None:
+            midi_attention_mask = midi_input_ids[..., 0] != self.config.midi_config.cp_pad_token[0]
+        layer = self.config.midi_feature_layer
+        with torch.set_grad_enabled(self._encoder_grad()):
+            out = self.midi_encoder(
+                midi_input_ids, attention_mask=midi_attention_mask, output_hidden_states=layer != -1
+            )
+        features = out.last_hidden_state if layer == -1 else out.hidden_states[layer]
+        return features, midi_attention_mask.bool()
+
+    def forward(
+        self,
+        input_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        midi_input_ids: torch.Tensor | None = None,
+        midi_attention_mask: torch.Tensor | None = None,
+        audio_features: torch.Tensor | None = None,
+        audio_features_mask: torch.Tensor | None = None,
+        midi_features: torch.Tensor | None = None,
+        midi_features_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> MusicEmotionOutput | tuple:
+        """Classify pieces from raw inputs or from the encoders' cached features.
+
+        Args:
+            input_values: `[B, S]` 24 kHz waveform, with `attention_mask` `[B, S]`.
+            midi_input_ids: `[B, L, 4]` CP tokens, with `midi_attention_mask` `[B, L]`.
+            audio_features: `[B, T, D]` precomputed by `get_audio_features` (replaces `input_values`), with
+                `audio_features_mask` `[B, T]`.
+            midi_features: `[B, L, D]` precomputed by `get_midi_features`, with `midi_features_mask` `[B, L]`.
+            labels: `[B]` quadrant indices 0..3.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        audio, audio_mask, midi, midi_mask = None, None, None, None
+        if self.fusion.uses_audio:
+            if audio_features is not None:
+                audio, audio_mask = audio_features, audio_features_mask
+                if audio_mask is None:
+                    audio_mask = torch.ones(audio.shape[:2], dtype=torch.bool, device=audio.device)
+            elif input_values is not None:
+                audio, audio_mask = self.get_audio_features(input_values, attention_mask)
+            else:
+                raise ValueError(
+                    "this model reads audio: pass `input_values` (a waveform) or `audio_features`"
+                )
+        if self.fusion.uses_midi:
+            if midi_features is not None:
+                midi = midi_features
+                midi_mask = midi_features_mask
+                if midi_mask is None:
+                    midi_mask = torch.ones(midi.shape[:2], dtype=torch.bool, device=midi.device)
+            elif midi_input_ids is not None:
+                midi, midi_mask = self.get_midi_features(midi_input_ids, midi_attention_mask)
+            else:
+                raise ValueError(
+                    "this model reads MIDI: pass `midi_input_ids` (CP tokens) or `midi_features`"
+                )
+
+        codes = window_rules = pooled_lengths = audio_lengths = None
+        vq_loss = None
+        if audio is not None:
+            audio = audio.to(self.dtype)
+            audio_mask = audio_mask.bool()
+            audio_lengths = audio_mask.sum(-1)
+            quantized = self.quantizer(audio, audio_mask)
+            audio, audio_mask = quantized.pooled, quantized.pooled_mask
+            codes, window_rules, vq_loss = quantized.codes, quantized.window_rules, quantized.vq_loss
+            pooled_lengths = quantized.pooled_lengths
+        if midi is not None:
+            midi = midi.to(self.dtype)
+            midi_mask = midi_mask.bool()
+        if vq_loss is None:
+            vq_loss = torch.zeros((), device=self.device, dtype=self.dtype)
+
+        piece = self.fusion(audio, audio_mask, midi, midi_mask)
+        logits = self.classifier(piece)
+        loss = None
+        if labels is not None:
+            loss = (
+                F.cross_entropy(logits.float(), labels.to(logits.device))
+                + self.config.vq_loss_weight * vq_loss
+            )
+        output = MusicEmotionOutput(
+            loss=loss,
+            logits=logits,
+            vq_loss=vq_loss,
+            codes=codes,
+            window_rules=window_rules,
+            audio_lengths=audio_lengths,
+            pooled_lengths=pooled_lengths,
+            midi_lengths=None if midi_mask is None else midi_mask.sum(-1),
+        )
+        return output if return_dict else output.to_tuple()
+
+
+PoolingVQConfig.register_for_auto_class()
+PoolingVQForMusicEmotion.register_for_auto_class("AutoModel")
+
+__all__ = ["MusicEmotionOutput", "PoolingVQForMusicEmotion", "PoolingVQFusion", "PoolingVQPreTrainedModel"]

@@ -1,0 +1,260 @@
+"""PoolingVQForMusicEmotion: shapes, feature path, frozen encoders, ablations, save/load and remote code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification
+
+import poolingvq  # noqa: F401  (registers the Auto classes)
+from poolingvq.configuration_poolingvq import PoolingVQConfig
+from poolingvq.modeling_poolingvq import PoolingVQForMusicEmotion
+
+
+def random_cp_tokens(batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
+    """`[B, L, 4]` CP tokens drawn from the real (non-special) part of each vocabulary."""
+    highs = (2, 16, 86, 64)
+    return torch.stack([torch.randint(0, h, (batch, length), generator=generator) for h in highs], -1)
+
+
+@pytest.fixture(scope="module")
+def inputs() -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    waveform = torch.randn(2, 24000, generator=generator)
+    attention_mask = torch.ones(2, 24000, dtype=torch.long)
+    attention_mask[1, 15000:] = 0
+    waveform[1, 15000:] = 0
+    tokens = random_cp_tokens(2, 24, generator)
+    tokens[1, 18:] = torch.tensor([2, 16, 86, 64])  # padding rows
+    return {"input_values": waveform, "attention_mask": attention_mask, "midi_input_ids": tokens}
+
+
+def tiny_model(**overrides) -> PoolingVQForMusicEmotion:
+    torch.manual_seed(0)
+    return PoolingVQForMusicEmotion(PoolingVQConfig.from_preset("tiny", **overrides)).eval()
+
+
+def test_forward_shapes_and_loss(inputs):
+    model = tiny_model()
+    out = model(**inputs, labels=torch.tensor([0, 2]))
+    assert out.logits.shape == (2, 4)
+    # 1 s at 24 kHz -> 74 frames (MERT's conv stack), 15000 samples -> 46; windows of 5 / stride 3
+    assert out.audio_lengths.tolist() == [74, 46]
+    assert out.pooled_lengths.tolist() == [24, 15]
+    assert out.midi_lengths.tolist() == [24, 18]
+    assert out.codes.shape == (2, 74) and (out.codes[1, 46:] == -1).all()
+    assert out.window_rules.shape == (2, 24) and set(out.window_rules[0].tolist()) <= {0, 1, 2}
+    expected = torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 2])) + out.vq_loss
+    torch.testing.assert_close(out.loss, expected)
+
+
+def test_cached_features_give_the_same_logits(inputs):
+    model = tiny_model()
+    audio, audio_mask = model.get_audio_features(inputs["input_values"], inputs["attention_mask"])
+    midi, midi_mask = model.get_midi_features(inputs["midi_input_ids"])
+    assert audio.shape == (2, 74, 32) and audio_mask.sum(-1).tolist() == [74, 46]
+    assert midi.shape == (2, 24, 32) and midi_mask.sum(-1).tolist() == [24, 18]
+    from_raw = model(**inputs).logits
+    from_cache = model(
+        audio_features=audio.half(),  # the cache stores fp16
+        audio_features_mask=audio_mask,
+        midi_features=midi.half(),
+        midi_features_mask=midi_mask,
+    ).logits
+    torch.testing.assert_close(from_cache, from_raw, atol=2e-3, rtol=0)
+
+
+def test_padded_batch_gives_each_item_its_own_logits():
+    model = tiny_model()
+    generator = torch.Generator().manual_seed(1)
+    lengths, midi_lengths = [30, 17], [12, 7]
+    audio = [torch.randn(n, 32, generator=generator) for n in lengths]
+    midi = [torch.randn(n, 32, generator=generator) for n in midi_lengths]
+    batch_audio = torch.nn.utils.rnn.pad_sequence(audio, batch_first=True, padding_value=7.0)
+    batch_midi = torch.nn.utils.rnn.pad_sequence(midi, batch_first=True, padding_value=-7.0)
+    audio_mask = torch.arange(30)[None] < torch.tensor(lengths)[:, None]
+    midi_mask = torch.arange(12)[None] < torch.tensor(midi_lengths)[:, None]
+    batched = model(
+        audio_features=batch_audio,
+        audio_features_mask=audio_mask,
+        midi_features=batch_midi,
+        midi_features_mask=midi_mask,
+    ).logits
+    for b in range(2):
+        alone = model(audio_features=audio[b][None], midi_features=midi[b][None]).logits
+        torch.testing.assert_close(batched[b], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_encoders_are_frozen_and_stay_in_eval_mode(inputs):
+    model = tiny_model()
+    model.train()
+    assert not model.audio_encoder.training and not model.midi_encoder.training
+    assert model.fusion.training and model.classifier.training
+    trainable = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"quantizer", "fusion", "classifier"}
+    out = model(**inputs, labels=torch.tensor([1, 3]))
+    out.loss.backward()
+    assert model.quantizer.codebook.grad is not None and model.quantizer.codebook.grad.abs().sum() > 0
+    assert model.classifier[1].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.audio_encoder.parameters())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needs"),
+    [
+        ({"pooling": "none"}, {"audio", "midi"}),
+        ({"pooling": "avg"}, {"audio", "midi"}),
+        ({"pooling": "max"}, {"audio", "midi"}),
+        ({"modalities": "audio"}, {"audio"}),
+        ({"modalities": "midi"}, {"midi"}),
+    ],
+)
+def test_ablations_run_on_their_own_inputs(inputs, overrides, needs):
+    model = tiny_model(**overrides)
+    feed = {}
+    if "audio" in needs:
+        feed.update(input_values=inputs["input_values"], attention_mask=inputs["attention_mask"])
+    if "midi" in needs:
+        feed.update(midi_input_ids=inputs["midi_input_ids"])
+    out = model(**feed)
+    assert out.logits.shape == (2, 4) and torch.isfinite(out.logits).all()
+    if overrides.get("pooling") == "none":
+        assert out.pooled_lengths.tolist() == out.audio_lengths.tolist()
+        assert float(out.vq_loss) == 0.0
+    if overrides.get("pooling") in ("avg", "max"):
+        rule = {"avg": 0, "max": 2}[overrides["pooling"]]
+        assert set(out.window_rules[out.window_rules >= 0].tolist()) == {rule}
+    if overrides.get("modalities") == "midi":
+        assert model.quantizer is None and out.codes is None
+    missing = "audio" if "audio" in needs else "midi"
+    with pytest.raises(ValueError, match=f"(?i)reads {missing}"):
+        model(
+            **{
+                k: v
+                for k, v in feed.items()
+                if (missing == "audio") != (k in ("input_values", "attention_mask"))
+            }
+        )
+
+
+def test_config_presets_and_validation():
+    paper = PoolingVQConfig.from_preset("paper")
+    assert paper.audio_config.hidden_size == 768 and paper.audio_config.num_hidden_layers == 12
+    assert paper.audio_config.conv_kernel == [10, 3, 3, 3, 3, 2, 2] and not paper.audio_config.conv_bias
+    assert paper.audio_frame_rate == 75.0 and paper.audio_sampling_rate == 24000
+    assert paper.midi_config.cp_vocab_sizes == [4, 18, 88, 66] and paper.midi_config.layer_norm_eps == 1e-12
+    assert paper.id2label == {0: "Q1", 1: "Q2", 2: "Q3", 3: "Q4"} and paper.num_labels == 4
+    assert paper.window_size == 5 and paper.window_stride == 3
+    tiny = sum(p.numel() for p in PoolingVQForMusicEmotion(PoolingVQConfig.from_preset("tiny")).parameters())
+    assert 20_000 < tiny < 1_000_000
+    with pytest.raises(ValueError, match="pooling"):
+        PoolingVQConfig(pooling="median")
+    with pytest.raises(ValueError, match="preset"):
+        PoolingVQConfig.from_preset("huge")
+
+
+def test_save_and_reload_with_auto_classes(tmp_path, inputs):
+    model = tiny_model()
+    with torch.no_grad():
+        model.quantizer.init_codebook(torch.randn(200, 32), seed=3)
+    model.save_pretrained(tmp_path)
+    files = {p.name for p in tmp_path.iterdir()}
+    assert {
+        "config.json",
+        "model.safetensors",
+        "modeling_poolingvq.py",
+        "configuration_poolingvq.py",
+    } <= files
+    assert {"quantization_poolingvq.py", "midibert_poolingvq.py"} <= files
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"]["AutoModel"] == "modeling_poolingvq.PoolingVQForMusicEmotion"
+    assert (
+        config["auto_map"]["AutoModelForAudioClassification"] == "modeling_poolingvq.PoolingVQForMusicEmotion"
+    )
+    assert config["auto_map"]["AutoConfig"] == "configuration_poolingvq.PoolingVQConfig"
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), PoolingVQConfig)
+    for auto in (AutoModel, AutoModelForAudioClassification):
+        loaded = auto.from_pretrained(tmp_path).eval()
+        assert bool(loaded.quantizer.initialized)
+        torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits)
+
+
+REMOTE_LOAD = """
+import importlib.abc, json, sys
+class NoPoolingVQ(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "poolingvq" or name.startswith("poolingvq."):
+            raise ImportError("poolingvq is blocked in this process")
+sys.meta_path.insert(0, NoPoolingVQ())
+import torch
+from transformers import AutoModel
+model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+assert "poolingvq" not in sys.modules
+feed = torch.load(sys.argv[2])
+with torch.no_grad():
+    logits = model(**feed).logits
+torch.save({"logits": logits, "module": type(model).__module__}, sys.argv[3])
+"""
+
+
+def test_remote_code_round_trip_without_the_package(tmp_path, inputs):
+    model = tiny_model()
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    torch.save(inputs, tmp_path / "inputs.pt")
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    script = tmp_path / "load.py"
+    script.write_text(textwrap.dedent(REMOTE_LOAD))
+    # run from tmp_path so the repository's own folder is not on sys.path either
+    subprocess.run(
+        [sys.executable, str(script), str(folder), str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
+        check=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    result = torch.load(tmp_path / "out.pt")
+    assert result["module"].startswith("transformers_modules")
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    assert torch.equal(result["logits"], expected)
+
+
+def test_remote_files_import_only_what_a_user_installs():
+    allowed = {
+        "torch",
+        "numpy",
+        "transformers",
+        "huggingface_hub",
+        "safetensors",
+        "soundfile",
+        "soxr",
+        "symusic",
+    }
+    package = Path(poolingvq.__file__).parent
+    import ast
+
+    for path in package.glob("*_poolingvq.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: must be a sibling remote-code file
+                    assert (package / f"{node.module}.py").exists() and node.module.endswith("_poolingvq"), (
+                        path
+                    )
+                    continue
+                roots = {node.module.split(".")[0]}
+            else:
+                continue
+            stdlib = {r for r in roots if r in sys.stdlib_module_names or r == "__future__"}
+            assert roots - stdlib <= allowed, f"{path.name} imports {roots - stdlib - allowed}"

@@ -155,6 +155,9 @@ class PoolingVQConfig(PreTrainedConfig):
             window's centre (1, 2, 3, 2, 1), the usual smoothing alternative.
         vq_loss_weight: weight of the VQ loss (eq. 4) added to the cross-entropy.
         commitment_weight: weight of the commitment term `||X - sg(Pc)||^2` inside the VQ loss.
+        fused_pooling: pool with one kernel compiled by `torch.compile` (inductor: C++ on CPU, Triton on GPU)
+            instead of the eager kernels; same results, about half the memory traffic. Off by default: the first
+            call compiles for ~20 s and needs a compiler, and saved models must run anywhere.
         pooling: the paper's ablation of the pooling: `"poolingvq"` (the method), `"avg"` or `"max"` (every
             window average- or max-pooled), `"none"` (no pooling, the full frame sequence).
         modalities: `"audio+midi"` (the method), `"audio"` or `"midi"` alone (ablations).
@@ -186,6 +189,7 @@ class PoolingVQConfig(PreTrainedConfig):
     weighted_pooling: str = "code_frequency"
     vq_loss_weight: float = 1.0
     commitment_weight: float = 1.0
+    fused_pooling: bool = False
     pooling: str = "poolingvq"
     modalities: str = "audio+midi"
     fusion_hidden_size: int = 768

@@ -79,8 +79,9 @@ def relative_key_query_scores(
         [B, heads, L, L], entry (l, r) for query position l and key position r.
 
     transformers 4 gathered a [L, L, head_dim] tensor of embeddings and contracted it with einsum. Here each
-    token is scored against the 2L - 1 distances that can occur ([B, h, L, 2L-1], no bigger than the
-    attention scores themselves) and the entry for each (l, r) pair is then picked out with one gather.
+    token is scored against the 2L - 1 distances that can occur ([B, h, L, 2L-1], the size of the attention
+    scores twice over, and no head_dim factor) and the entry for each (l, r) pair is then picked out with
+    one gather.
     """
     length = query.shape[-2]
     if length > max_positions:
@@ -161,6 +162,8 @@ class MidiBertLayer(nn.Module):
 
 
 class MidiBertEncoder(nn.Module):
+    """The stack of layers, named `encoder.layer.N` as in BERT (the forward loop lives in the model)."""
+
     def __init__(self, config: MidiBertConfig) -> None:
         super().__init__()
         self.layer = nn.ModuleList(MidiBertLayer(config) for _ in range(config.num_hidden_layers))

@@ -193,6 +193,7 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
                 weighted_pooling=config.weighted_pooling,
                 commitment_weight=config.commitment_weight,
                 pooling=config.pooling,
+                fused_pooling=config.fused_pooling,
             )
         self.fusion = PoolingVQFusion(config)
         self.classifier = nn.Sequential(

@@ -22,6 +22,7 @@ offsets inside a window (5) and over k-means iterations, never over frames, wind
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -131,6 +132,37 @@ def window_rules_and_weights(
     return rules, weights
 
 
+def pool_full_windows(
+    view: torch.Tensor, weights: torch.Tensor, is_max: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Eager pooling of windows that lie wholly inside the tensor: `[B, W, K, D]` -> `[B, W, D]`.
+
+    `view` is a strided view of the features (no copy), `weights` `[B, W, K]`, `is_max` `[B, W]`. The weighted
+    sums take K strided passes accumulated in place; maxima are taken only for the windows that ask for them
+    (with real audio most windows are averages). `out`, when given, receives the result without a copy (not
+    for tensors that need gradients: `out=` does not support autograd).
+    """
+    out = torch.mul(view[:, :, 0], weights[..., 0, None], out=out)
+    for k in range(1, view.shape[2]):  # the K = 5 positions of a window, not frames or windows
+        out.addcmul_(view[:, :, k], weights[..., k, None])
+    batch_index, window_index = is_max.nonzero(as_tuple=True)
+    if batch_index.numel():
+        out[batch_index, window_index] = view[batch_index, window_index].amax(1)
+    return out
+
+
+def _fused_expression(view: torch.Tensor, weights: torch.Tensor, is_max: torch.Tensor) -> torch.Tensor:
+    # One expression that torch.compile turns into a single pass over the windows; in eager mode it would
+    # materialise [B, W, K, D] and be slow, which is why `pool_full_windows` exists.
+    return torch.where(is_max[..., None], view.amax(2), (view * weights[..., None]).sum(2))
+
+
+@functools.lru_cache(maxsize=1)
+def fused_pooling_kernel():
+    """`_fused_expression` compiled by torch.compile (inductor: C++/OpenMP on CPU, Triton on GPU)."""
+    return torch.compile(_fused_expression, dynamic=True)
+
+
 def pool_windows(
     features: torch.Tensor,
     lengths: torch.Tensor,
@@ -138,6 +170,7 @@ def pool_windows(
     weights: torch.Tensor,
     window_size: int,
     window_stride: int,
+    fused: bool = False,
 ) -> torch.Tensor:
     """Apply each window's rule to the continuous features.
 
@@ -145,32 +178,34 @@ def pool_windows(
         features: `[B, T, D]`; frames at or after `lengths[b]` are padding and never read into a result.
         lengths: `[B]` real frames per item.
         rules, weights: from [`window_rules_and_weights`], `[B, W]` and `[B, W, K]`.
+        fused: compute the windows in one compiled pass (see `PoolingVQConfig.fused_pooling`).
 
     Returns:
         `[B, W, D]` pooled features, zeros on padded windows.
 
     The features are never copied or padded: windows that lie wholly inside the tensor are read through a
-    strided view, one pass for the weighted sums and one for the maxima. Only the last real window of each item
-    can contain padding, so those B windows are recomputed from a small gather whose padded positions repeat a
-    real frame of the same window (which changes neither a max nor, with weight 0, a weighted sum).
+    strided view. Only the last real window of each item can contain padding, so those B windows are recomputed
+    from a small gather whose padded positions repeat a real frame of the same window (which changes neither a
+    max nor, with weight 0, a weighted sum).
     """
     batch, total, dim = features.shape
     windows = rules.shape[1]
     device = features.device
-    out_dtype = features.dtype
     full = 0 if total < window_size else (total - window_size) // window_stride + 1
     full = min(full, windows)
 
-    pooled = features.new_zeros(batch, windows, dim)
+    pooled = features.new_empty(batch, windows, dim)
+    pooled[:, full:].zero_()
     if full > 0:
         view = window_view(features, full, window_size, window_stride)  # [B, full, K, D], no copy
-        w = weights[:, :full].to(out_dtype)
-        # Weighted sum over the K window positions: K strided passes, accumulated in place.
-        weighted = view[:, :, 0] * w[..., 0, None]
-        for k in range(1, window_size):
-            weighted.addcmul_(view[:, :, k], w[..., k, None])
-        maxed = view.amax(dim=2)
-        pooled[:, :full] = torch.where((rules[:, :full] == RULE_MAX)[..., None], maxed, weighted)
+        full_weights = weights[:, :full].to(features.dtype)
+        is_max = rules[:, :full] == RULE_MAX
+        if fused:
+            pooled[:, :full] = fused_pooling_kernel()(view, full_weights, is_max)
+        elif torch.is_grad_enabled() and features.requires_grad:
+            pooled[:, :full] = pool_full_windows(view, full_weights, is_max)
+        else:
+            pool_full_windows(view, full_weights, is_max, out=pooled[:, :full])
 
     # The last real window of every item, which may hold padded frames (or run past the tensor's end).
     last = (num_windows(lengths, window_size, window_stride) - 1).clamp_min(0)  # [B]
@@ -178,7 +213,7 @@ def pool_windows(
     real = frame < lengths[:, None]
     frame = torch.where(real, frame, last[:, None] * window_stride).clamp(max=max(total - 1, 0))
     gathered = features.gather(1, frame[..., None].expand(-1, -1, dim))  # [B, K, D]
-    last_weights = weights.gather(1, last[:, None, None].expand(-1, 1, window_size))[:, 0].to(out_dtype)
+    last_weights = weights.gather(1, last[:, None, None].expand(-1, 1, window_size))[:, 0].to(features.dtype)
     last_rule = rules.gather(1, last[:, None])[:, 0]
     last_pooled = torch.where(
         (last_rule == RULE_MAX)[:, None],
@@ -186,7 +221,7 @@ def pool_windows(
         torch.einsum("bk,bkd->bd", last_weights, gathered),
     )
     last_pooled = last_pooled * (last_rule >= 0)[:, None]
-    pooled = pooled.scatter(1, last[:, None, None].expand(-1, 1, dim), last_pooled[:, None])
+    pooled[torch.arange(batch, device=device), last] = last_pooled
     return pooled
 
 
@@ -288,6 +323,7 @@ class PoolingVQQuantizer(nn.Module):
         weighted_pooling: `"code_frequency"` or `"triangular"` (see `PoolingVQConfig`).
         commitment_weight: weight of `||X - sg(P_c)||^2` in the VQ loss.
         pooling: `"poolingvq"` (rules from codes), `"avg"` / `"max"` (one rule for every window), `"none"`.
+        fused_pooling: pool in one pass compiled by `torch.compile` instead of the eager kernels.
     """
 
     def __init__(
@@ -301,6 +337,7 @@ class PoolingVQQuantizer(nn.Module):
         weighted_pooling: str = "code_frequency",
         commitment_weight: float = 1.0,
         pooling: str = "poolingvq",
+        fused_pooling: bool = False,
     ) -> None:
         super().__init__()
         self.dim = dim
@@ -312,6 +349,7 @@ class PoolingVQQuantizer(nn.Module):
         self.weighted_pooling = weighted_pooling
         self.commitment_weight = commitment_weight
         self.pooling = pooling
+        self.fused_pooling = fused_pooling
         self.codebook = nn.Parameter(torch.randn(codebook_size, dim))
         # Whether `init_codebook` has run; saved with the weights so a loaded model never re-initialises.
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
@@ -329,14 +367,29 @@ class PoolingVQQuantizer(nn.Module):
         """Eq. 4 with squared distances, averaged over real frames and dimensions.
 
         `||sg(X) - P_c||^2` moves the chosen code vectors towards the frames; `||X - sg(P_c)||^2` (the commitment
-        term) would move trainable features towards their codes (the encoders are frozen by default, so it then
-        carries no gradient but is still reported).
+        term) moves trainable features towards their codes. With frozen encoders the features carry no gradient,
+        the two terms are equal in value and only the first is computed.
+
+        The codebook term is summed per code from sufficient statistics, `sum ||x||^2 - 2 P_p . S_p + n_p ||P_p||^2`
+        with `S_p` the sum and `n_p` the count of the frames of code p: two passes over X, and no [B, T, D]
+        copy of the chosen code vectors.
         """
-        real = mask.to(features.dtype)
+        real = mask.reshape(-1)
         count = real.sum().clamp_min(1) * self.dim
-        chosen = self.codebook[codes.clamp_min(0)]  # [B, T, D]
-        codebook_term = ((features.detach() - chosen).pow(2).sum(-1) * real).sum() / count
-        commitment_term = ((features - chosen.detach()).pow(2).sum(-1) * real).sum() / count
+        flat = features.detach().reshape(-1, self.dim).to(self.codebook.dtype)
+        # padded frames go to an extra row that is dropped
+        slot = torch.where(real, codes.reshape(-1), self.codebook_size)
+        sums = flat.new_zeros(self.codebook_size + 1, self.dim).index_add_(0, slot, flat)[:-1]
+        sizes = torch.bincount(slot, minlength=self.codebook_size + 1)[:-1].to(flat.dtype)
+        squared_norms = (torch.linalg.vector_norm(flat, dim=-1).pow(2) * real).sum()
+        codebook_term = (
+            squared_norms - 2 * (self.codebook * sums).sum() + (sizes * self.codebook.pow(2).sum(-1)).sum()
+        ).clamp_min(0) / count
+        if torch.is_grad_enabled() and features.requires_grad:
+            chosen = self.codebook.detach()[codes.clamp_min(0)]
+            commitment_term = ((features - chosen).pow(2).sum(-1) * mask).sum() / count
+        else:
+            commitment_term = codebook_term.detach()
         return codebook_term + self.commitment_weight * commitment_term
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> PoolingVQOutput:
@@ -379,7 +432,9 @@ class PoolingVQQuantizer(nn.Module):
             weighted_pooling=self.weighted_pooling,
             force_rule=force,
         )
-        pooled = pool_windows(features, lengths, rules, weights, self.window_size, self.window_stride)
+        pooled = pool_windows(
+            features, lengths, rules, weights, self.window_size, self.window_stride, fused=self.fused_pooling
+        )
         pooled_mask = rules >= 0
         return PoolingVQOutput(
             pooled=pooled,

@@ -250,3 +250,28 @@ def test_kmeans_from_a_whole_stream_equals_the_tensor():
     b.init_codebook(iter(frames.split(7)), seed=1)
     # the same frames (in another order) and the same seed: the seeding works on sorted distinct directions
     assert torch.allclose(a.codebook.sort(0).values, b.codebook.sort(0).values, atol=1e-5)
+
+
+def test_gradients_reach_trainable_features_through_every_rule():
+    # with unfrozen encoders the pooled windows must carry gradients back to the frames
+    quantizer = basis_quantizer()
+    codes = [0] * 6 + [1, 1, 2, 2, 2, 3, 0, 1, 2, 3, 3, 3]
+    frames = frames_with_codes(codes)[None].requires_grad_(True)
+    out = quantizer(frames)
+    out.pooled.sum().backward()
+    assert frames.grad is not None and (frames.grad.abs().sum(-1) > 0).all()
+
+
+def test_fused_pooling_matches_eager():
+    pytest.importorskip("torch._inductor")
+    torch.manual_seed(5)
+    features = torch.randn(3, 23, 8)
+    mask = torch.arange(23)[None] < torch.tensor([23, 12, 4])[:, None]
+    eager = PoolingVQQuantizer(8, 4)
+    fused = PoolingVQQuantizer(8, 4, fused_pooling=True)
+    fused.load_state_dict(eager.state_dict())
+    try:
+        fused_out = fused(features, mask)
+    except Exception as error:  # no C++ compiler for inductor: the eager path is the default anyway
+        pytest.skip(f"torch.compile unavailable here: {type(error).__name__}: {error}")
+    torch.testing.assert_close(fused_out.pooled, eager(features, mask).pooled)

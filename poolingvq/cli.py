@@ -34,15 +34,26 @@ def _add_tokenize_midi(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler="poolingvq.tokenization_poolingvq:tokenize_midi_command")
 
 
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="the Russell quadrant of one piece (audio and/or MIDI)")
+    p.add_argument("--audio", help="an audio file (wav, flac, ogg, mp3)")
+    p.add_argument("--midi", help="a MIDI file (without --audio, the audio is synthesized from it)")
+    p.add_argument("--example", choices=("Q1", "Q2", "Q3", "Q4"), help="write and classify an example piece")
+    p.add_argument("--model", help="a PoolingVQ model folder (default: the model embedded in the package)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler="poolingvq.predict:predict_command")
+
+
 # (flag builder, in the order `--help` lists them)
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_predict,
     _add_import_weights,
     _add_tokenize_midi,
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="poolingvq", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="poolingvq", description="PoolingVQ music emotion recognition")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in SUBCOMMANDS:
         add(sub)

@@ -347,4 +347,6 @@ class PoolingVQFeatureExtractor(SequenceFeatureExtractor):
         return np.where(valid, centered / np.sqrt(variance + 1e-7), self.padding_value).astype(np.float32)
 
 
+PoolingVQFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+
 __all__ = ["PoolingVQFeatureExtractor", "load_audio"]

@@ -15,7 +15,11 @@ and `get_audio_features` / `get_midi_features` compute exactly what the cache st
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -157,13 +161,25 @@ class PoolingVQPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.MultiheadAttention):
             module._reset_parameters()
 
-    def save_pretrained(self, save_directory, *args, **kwargs):  # noqa: D102 - adds the audio-classification entry
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """`PreTrainedModel.save_pretrained`, plus what `pipeline("music-emotion", model=folder,
+        trust_remote_code=True)` needs: the audio-classification auto class and the pipeline with its code."""
         auto_map = dict(getattr(self.config, "auto_map", None) or {})
-        auto_map.setdefault(
-            "AutoModelForAudioClassification", f"{__name__.split('.')[-1]}.PoolingVQForMusicEmotion"
-        )
+        auto_map.setdefault("AutoModelForAudioClassification", "modeling_poolingvq.PoolingVQForMusicEmotion")
         self.config.auto_map = auto_map
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        pipeline_file = Path(__file__).with_name("pipeline_music_emotion.py")
+        if pipeline_file.exists():  # absent only when re-saving a model that was loaded as remote code
+            self.config.custom_pipelines = {
+                "music-emotion": {
+                    "impl": "pipeline_music_emotion.MusicEmotionPipeline",
+                    "pt": ["AutoModelForAudioClassification"],
+                    "tf": [],
+                    "type": "multimodal",
+                }
+            }
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if pipeline_file.exists():
+            shutil.copyfile(pipeline_file, Path(save_directory) / pipeline_file.name)
 
 
 class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):

@@ -306,8 +306,12 @@ def import_official_weights(
 def import_weights_command(args: argparse.Namespace) -> int:
     """`poolingvq import-weights --mert DIR --midibert CKPT --out DIR`."""
     logging.basicConfig(level=logging.INFO, format="poolingvq import-weights: %(message)s")
+    from .processing_poolingvq import PoolingVQProcessor
+
     model = import_official_weights(args.mert, args.midibert)
     model.save_pretrained(args.out)
+    # MIDI-BERT's weights saw the "midibert" token grid: the processor saved beside them keeps to it
+    PoolingVQProcessor.for_model(model.config, midi_mode="midibert").save_pretrained(args.out)
     for name, encoder, source in (
         ("MERT", model.audio_encoder, args.mert),
         ("MIDI-BERT", model.midi_encoder, args.midibert),
@@ -317,7 +321,9 @@ def import_weights_command(args: argparse.Namespace) -> int:
             f"{name}: {len(encoder.state_dict())} tensors, {sum(p.numel() for p in encoder.parameters()):,} "
             f"parameters ({config.num_hidden_layers} layers x {config.hidden_size}) from {source}"
         )
-    print(f"saved PoolingVQ model to {args.out}")
+    print(
+        f"saved PoolingVQ model and processor to {args.out} (the head and codebook are untrained: run `poolingvq train`)"
+    )
     return 0
 
 

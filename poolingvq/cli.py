@@ -44,11 +44,22 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler="poolingvq.predict:predict_command")
 
 
+def _add_prepare_dataset(sub: argparse._SubParsersAction) -> None:
+    from dataset_scripts.prepare import add_prepare_dataset_arguments
+
+    p = sub.add_parser(
+        "prepare-dataset", help="EMOPIA / VGMIDI with their official splits -> DatasetDict + Parquet + card"
+    )
+    add_prepare_dataset_arguments(p)
+    p.set_defaults(handler="dataset_scripts.prepare:prepare_dataset_command")
+
+
 # (flag builder, in the order `--help` lists them)
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_predict,
     _add_import_weights,
     _add_tokenize_midi,
+    _add_prepare_dataset,
 )
 
 

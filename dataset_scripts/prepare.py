@@ -1,0 +1,178 @@
+"""`poolingvq prepare-dataset emopia|vgmidi`: build a dataset with its official splits and write it out, ready
+for training (a `DatasetDict` on disk) and for the Hugging Face Hub (Parquet files and a dataset card).
+
+What `--out DIR` receives:
+
+    DIR/dataset_dict/                              DatasetDict.save_to_disk: reload with load_from_disk
+    DIR/data/<config>/<split>-00000-of-00001.parquet   one file per split, without this machine's paths
+    DIR/README.md                                  the dataset card (YAML metadata + description)
+
+Push to the Hub with `hf upload <user>/<repo> DIR . --repo-type dataset --exclude "dataset_dict/*"`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import datasets
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from poolingvq.errors_poolingvq import PoolingVQInputError
+
+from .common import MusicEmotionBuilder, format_report
+from .emopia import EmopiaBuilder
+from .vgmidi import VgmidiBuilder
+
+DATASET_BUILDERS: dict[str, type[MusicEmotionBuilder]] = {"emopia": EmopiaBuilder, "vgmidi": VgmidiBuilder}
+PRETTY_NAMES = {"emopia": "EMOPIA", "vgmidi": "VGMIDI"}
+# Absolute paths on the machine that prepared the data: meaningless on the Hub, so left out of the Parquet files.
+LOCAL_COLUMNS = ("midi_path", "audio_path")
+
+
+def add_prepare_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `poolingvq prepare-dataset`."""
+    parser.add_argument("dataset", choices=sorted(DATASET_BUILDERS), help="which dataset to prepare")
+    parser.add_argument("--data-dir", help="the unzipped release (default: download the public release)")
+    parser.add_argument(
+        "--config", help="the split: paper (default), release (emopia) or release_0.2 (vgmidi)"
+    )
+    parser.add_argument("--audio-dir", help="your audio, one file per clip named <id>.wav|.flac|.mp3")
+    parser.add_argument(
+        "--no-synthesize",
+        action="store_true",
+        help="do not synthesize audio for clips without an audio file (they get no audio_path)",
+    )
+    parser.add_argument(
+        "--soundfont", help="an .sf2 soundfont for synthesis (default: the synthesizer's own)"
+    )
+    parser.add_argument("--sample-rate", type=int, default=24000, help="of synthesized audio (default 24000)")
+    parser.add_argument(
+        "--max-seconds", type=float, default=60.0, help="synthesize at most this much of a clip"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=42, help="of the draws that make splits the release lacks"
+    )
+    parser.add_argument("--cache-dir", help="the datasets cache to prepare in (default: HF_DATASETS_CACHE)")
+    parser.add_argument("--out", required=True, help="the folder to write the dataset and its card to")
+
+
+def prepare_dataset_command(args: argparse.Namespace) -> int:
+    """Prepare `args.dataset` with config `args.config` and write it to `args.out` (see the module docstring)."""
+    options = vars(args)
+    builder = make_builder(
+        options["dataset"],
+        options.get("config"),
+        data_dir=options.get("data_dir"),
+        audio_dir=options.get("audio_dir"),
+        synthesize_audio=not options.get("no_synthesize", False),
+        soundfont=options.get("soundfont"),
+        sample_rate=options.get("sample_rate"),
+        max_seconds=options.get("max_seconds"),
+        seed=options.get("seed"),
+        cache_dir=options.get("cache_dir"),
+    )
+    builder.download_and_prepare()
+    dataset_dict = builder.as_dataset()
+
+    out = Path(options["out"])
+    dataset_dict.save_to_disk(str(out / "dataset_dict"))
+    config_name = builder.config.name
+    for split, dataset in dataset_dict.items():
+        parquet_path = out / "data" / config_name / f"{split}-00000-of-00001.parquet"
+        parquet_path.parent.mkdir(parents=True, exist_ok=True)
+        dataset.remove_columns(list(LOCAL_COLUMNS)).to_parquet(str(parquet_path))
+    dataset_card(options["dataset"], builder, dataset_dict).save(out / "README.md")
+
+    sizes = ", ".join(f"{split} {len(dataset)}" for split, dataset in dataset_dict.items())
+    print(
+        f"{PRETTY_NAMES[options['dataset']]}/{config_name}: {sizes}; {len(builder.problems)} problems reported"
+    )
+    print(f"wrote {out}/dataset_dict, {out}/data/{config_name}/*.parquet and {out}/README.md")
+    return 0
+
+
+def make_builder(dataset: str, config_name: str | None, **config_kwargs: Any) -> MusicEmotionBuilder:
+    """The builder of `dataset` with `config_name` (None = its default); None-valued options keep defaults."""
+    builder_class = DATASET_BUILDERS[dataset]
+    if config_name is not None and config_name not in builder_class.builder_configs:
+        choices = ", ".join(builder_class.builder_configs)
+        raise PoolingVQInputError(
+            "--config", f"{dataset} has no config {config_name!r}; choose one of {choices}"
+        )
+    kwargs = {key: value for key, value in config_kwargs.items() if value is not None}
+    return builder_class(config_name=config_name, **kwargs)
+
+
+def dataset_card(
+    dataset: str, builder: MusicEmotionBuilder, dataset_dict: datasets.DatasetDict
+) -> DatasetCard:
+    """The Hub dataset card: YAML metadata (config, data files, licence, task) and a description with the
+    split sizes, the per-quadrant counts, the problems reported while preparing and the citation."""
+    config_name = builder.config.name
+    label_names = dataset_dict[next(iter(dataset_dict))].features["label"].names
+    total = sum(len(split) for split in dataset_dict.values())
+    card_data = DatasetCardData(
+        pretty_name=f"{PRETTY_NAMES[dataset]} ({config_name} split)",
+        license=builder.info.license,
+        task_categories=["audio-classification"],
+        tags=["music", "midi", "emotion-recognition", "valence-arousal", "poolingvq"],
+        size_categories=["n<1K" if total < 1000 else "1K<n<10K"],
+        configs=[
+            {
+                "config_name": config_name,
+                "data_files": [
+                    {"split": split, "path": f"data/{config_name}/{split}-*.parquet"}
+                    for split in dataset_dict
+                ],
+            }
+        ],
+    )
+    header = "| split | clips | " + " | ".join(label_names) + " |"
+    rows = [header, "|" + "---|" * (len(label_names) + 2)]
+    for split, data in dataset_dict.items():
+        counts = Counter(data["label"])
+        rows.append(
+            f"| {split} | {len(data)} | " + " | ".join(str(counts[i]) for i in range(len(label_names))) + " |"
+        )
+    body = f"""
+# {PRETTY_NAMES[dataset]}, `{config_name}` split
+
+{builder.DESCRIPTION}
+
+Split `{config_name}`: {builder.config.description}
+
+## Splits and classes
+
+{chr(10).join(rows)}
+
+Classes are the quadrants of Russell's valence-arousal plane: Q1 = valence+ arousal+, Q2 = valence- arousal+,
+Q3 = valence- arousal-, Q4 = valence+ arousal-.
+
+## Columns
+
+- `id`: the clip's name in the release; `label`: its quadrant (class 0..3 = Q1..Q4);
+- `midi_file`: the MIDI file's path inside the release; `midi`: the MIDI file's bytes;
+- {", ".join(f"`{name}`" for name in builder.EXTRA_FEATURES)}: metadata of the release.
+
+Audio is not included: synthesize it from `midi` (`poolingvq prepare-dataset` does, with a cache), or use
+your own recordings.
+
+## Reported problems in the source data
+
+Prepared with `poolingvq prepare-dataset {dataset} --config {config_name}`. Found while preparing, and what was
+done about each:
+
+{format_report(builder.problems, builder.stats)}
+
+## Source and citation
+
+{builder.HOMEPAGE}
+
+```bibtex
+{builder.CITATION.strip()}
+```
+"""
+    return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n{body}")

@@ -54,12 +54,21 @@ def _add_prepare_dataset(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler="dataset_scripts.prepare:prepare_dataset_command")
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .training import add_training_arguments
+
+    p = sub.add_parser("train", help="train PoolingVQ with the paper's recipe (Accelerate; feature cache)")
+    add_training_arguments(p)
+    p.set_defaults(handler="poolingvq.training:train_command")
+
+
 # (flag builder, in the order `--help` lists them)
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_predict,
     _add_import_weights,
     _add_tokenize_midi,
     _add_prepare_dataset,
+    _add_train,
 )
 
 

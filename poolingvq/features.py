@@ -1,0 +1,858 @@
+"""The frozen-feature cache: MERT and MIDI-BERT run once per clip, training reads their features from disk.
+
+Both encoders are frozen, so the features of a clip never change while the fusion and the head train: they are
+computed once by [`extract_features`] and stored, fp16, one safetensors file per clip, under a key that hashes
+everything the features depend on:
+
+- the encoders: their weights (names, dtypes, shapes, bytes), their configs and the feature-selection fields
+  `audio_feature_layers` / `midi_feature_layer` ([`encoder_fingerprint`]);
+- the preprocessing: sampling rate, crop, normalisation, tokenizer mode and row length, MIDI rows kept, and for
+  clips without a recording the synthesis (soundfont bytes, pedal, synthesizer version)
+  ([`preprocessing_settings`]);
+- the inputs: the sha256 of the MIDI file's bytes, and of the audio file's bytes when there is one.
+
+A changed input, setting or model therefore gets a new key and never reuses stale features; the same bytes under
+another name or path share an entry. Nothing about the trained parts (codebook, fusion, head) enters the key:
+one cache serves every ablation that shares the frozen encoders.
+
+Crash safety. An entry is written to a temporary file in its own folder, fsync'ed, then renamed over the final
+name (`os.replace` is atomic), so a reader sees a whole entry or none. A run killed with SIGKILL leaves at most
+one temporary file per process, named with its writer's pid and host; the next run removes those whose writer
+is gone and recomputes only the clips without an entry. Entries carry a CRC-32 of their tensors: a truncated
+file fails safetensors' own header check (`key in cache`), a damaged one the checksum (`cache.get`); either is
+logged, deleted and treated as missing.
+
+Layout: `root/ab/abcdef....safetensors` (the first two hex digits fan the entries out over 256 folders), holding
+`audio` [T, D] fp16 (T frames at 75/s), `midi` [L, D] fp16 (L real CP tokens) and string metadata: the clip's
+id, where its audio came from, its MIDI row count, the key's parts (JSON) and the checksum.
+
+Long MIDI. MIDI-BERT reads rows of 512 tokens (its relative positions span no more), while the fusion reads one
+token sequence per piece. The first `max_midi_rows` rows (default 1, the row MIDI-BERT's own EMOPIA fine-tuning
+classified) are encoded row by row and their real tokens concatenated into one [L, D] sequence; the fusion has
+no position embedding, so it reads a longer sequence as it reads a shorter one.
+
+Audio batching. MERT's conv front end (`feat_extract_norm="group"`, as in wav2vec2-base) normalises each channel
+over the whole *padded* input, so padding a short clip changes its features (by O(1) on a tiny model) and they
+would depend on which clips shared its batch. With such an encoder only clips of exactly the same length share
+a forward pass (60-s crops all do); with a layer-normalised front end clips are padded together as usual. MIDI
+rows are always batched, cut to the batch's longest real row: padding is masked and MIDI-BERT's positions are
+relative, so the cut changes nothing but the cost.
+
+Training then reads the cache through [`CachedFeatureDataset`] and [`collate_cached_features`], whose batches are
+exactly the feature keyword arguments of `PoolingVQForMusicEmotion.forward`, and starts the codebook from a
+seeded random half of the training clips with [`init_codebook_from_cache`].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import socket
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import symusic
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as safetensors_bytes
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader, Dataset
+
+from .configuration_poolingvq import PoolingVQConfig
+from .errors_poolingvq import PoolingVQInputError
+from .feature_extraction_poolingvq import PoolingVQFeatureExtractor, load_audio
+from .modeling_poolingvq import PoolingVQForMusicEmotion
+from .quantization_poolingvq import PoolingVQQuantizer
+from .synthesis_poolingvq import RETUNE_VERSION, default_soundfont_path, synthesize_midi
+from .tokenization_poolingvq import CPMidiTokenizer
+
+logger = logging.getLogger(__name__)
+
+#: Enters every key and every entry: bump it when what an entry holds, or how it is computed, changes.
+CACHE_FORMAT = "poolingvq-features/1"
+#: Config fields that say how a config was saved or what a head outputs, not what the encoder computes.
+CONFIG_FIELDS_WITHOUT_EFFECT = frozenset(
+    {
+        "transformers_version",
+        "architectures",
+        "dtype",  # the weights' dtypes are hashed themselves
+        "output_hidden_states",
+        "output_attentions",
+        "return_dict",
+        "id2label",
+        "label2id",
+        "problem_type",
+        "auto_map",
+    }
+)
+#: A temporary file whose writer is on another host cannot be checked for liveness; after this long it is
+#: certainly abandoned (one entry takes well under a second to write).
+ORPHANED_TEMP_FILE_SECONDS = 3600.0
+#: What `synthesis_kwargs` may set; the rate and the crop always come from the feature extractor.
+SYNTHESIS_OPTIONS = frozenset({"soundfont", "sustain_pedal"})
+_TEMP_SUFFIX = ".tmp"
+_ENTRY_SUFFIX = ".safetensors"
+_HOST = socket.gethostname().replace(".", "_")
+
+
+class ClipFailure(NamedTuple):
+    """A clip whose features could not be computed, and why (the `PoolingVQInputError` message).
+
+    `key` is None when the clip's files could not even be read.
+    """
+
+    clip_id: str
+    key: str | None
+    message: str
+
+
+# --------------------------------------------------------------------------------------------------- keys
+
+
+def encoder_fingerprint(model: PoolingVQForMusicEmotion) -> str:
+    """sha256 (hex) of everything the cached features depend on inside the model.
+
+    Hashes, for the audio and the MIDI encoder, every state-dict entry's name, dtype, shape and bytes, and the
+    encoder's config (without `CONFIG_FIELDS_WITHOUT_EFFECT` and private fields), plus the model config's
+    `audio_feature_layers` and `midi_feature_layer`. Takes about 0.5 s for MERT-95M + MIDI-BERT on a CPU.
+    """
+    digest = hashlib.sha256(CACHE_FORMAT.encode())
+    config = model.config
+    selection = {
+        "audio_feature_layers": config.audio_feature_layers,
+        "midi_feature_layer": config.midi_feature_layer,
+    }
+    digest.update(_canonical_json(selection).encode())
+    for name, encoder in (("audio", model.audio_encoder), ("midi", model.midi_encoder)):
+        encoder_config = {
+            field_name: value
+            for field_name, value in encoder.config.to_dict().items()
+            if field_name not in CONFIG_FIELDS_WITHOUT_EFFECT and not field_name.startswith("_")
+        }
+        digest.update(_canonical_json({name: encoder_config}).encode())
+        for tensor_name, tensor in encoder.state_dict().items():
+            header = f"{name}.{tensor_name}|{tensor.dtype}|{tuple(tensor.shape)}"
+            digest.update(header.encode())
+            digest.update(_tensor_bytes(tensor))
+    return digest.hexdigest()
+
+
+def preprocessing_settings(
+    feature_extractor: PoolingVQFeatureExtractor,
+    tokenizer: CPMidiTokenizer,
+    max_midi_rows: int = 1,
+    synthesis_kwargs: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The preprocessing settings that enter the keys, as JSON-able dicts under `"audio"`, `"midi"`, `"synthesis"`.
+
+    Args:
+        feature_extractor: its rate, crop and normalisation.
+        tokenizer: its mode and row length.
+        max_midi_rows: MIDI rows of `tokenizer.max_length` tokens kept per clip.
+        synthesis_kwargs: `soundfont` (a path; None: the default GM soundfont) and `sustain_pedal` for
+            [`synthesize_midi`]. The soundfont enters by the sha256 of its bytes, so a renamed copy is the same
+            soundfont. `None` leaves synthesis out (every clip must then have its own audio).
+    """
+    if isinstance(max_midi_rows, bool) or not isinstance(max_midi_rows, int) or max_midi_rows < 1:
+        raise ValueError(f"max_midi_rows must be a positive int, got {max_midi_rows!r}")
+    settings: dict[str, Any] = {
+        "audio": {
+            "feature_extractor": type(feature_extractor).__name__,
+            "sampling_rate": int(feature_extractor.sampling_rate),
+            "max_seconds": feature_extractor.max_seconds,
+            "do_normalize": bool(feature_extractor.do_normalize),
+        },
+        "midi": {"tokenizer": type(tokenizer).__name__, **tokenizer.to_dict(), "max_rows": max_midi_rows},
+    }
+    if synthesis_kwargs is not None:
+        unknown = set(synthesis_kwargs) - SYNTHESIS_OPTIONS
+        if unknown:
+            raise ValueError(
+                f"synthesis_kwargs may set {sorted(SYNTHESIS_OPTIONS)}, not {sorted(unknown)} (the rate and "
+                "the crop come from the feature extractor)"
+            )
+        soundfont = synthesis_kwargs.get("soundfont") or default_soundfont_path()
+        settings["synthesis"] = {
+            "soundfont_sha256": file_sha256(soundfont),
+            "retune_version": RETUNE_VERSION,
+            "sustain_pedal": bool(synthesis_kwargs.get("sustain_pedal", True)),
+            "symusic": symusic.__version__,
+        }
+    return settings
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 (hex) of a file's bytes, read in 1 MiB blocks; a missing or unreadable file is an input error."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as file:
+            while block := file.read(1 << 20):
+                digest.update(block)
+    except OSError as error:
+        raise PoolingVQInputError(path, f"cannot be read ({error.strerror or error})") from error
+    return digest.hexdigest()
+
+
+def clip_key(clip: Mapping[str, Any], fingerprint: str, settings: Mapping[str, Any]) -> str:
+    """The cache key (sha256 hex) of a clip's features: the hash of [`clip_key_parts`]."""
+    return _key_of(clip_key_parts(clip, fingerprint, settings))
+
+
+def clip_key_parts(clip: Mapping[str, Any], fingerprint: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything a clip's features depend on: format, encoders, preprocessing, content hashes (JSON-able).
+
+    The synthesis settings enter only for a clip without `audio_path`, so a new soundfont leaves the entries of
+    clips with real recordings valid. The clip's id and paths do not enter: only its bytes do.
+    """
+    parts: dict[str, Any] = {
+        "format": CACHE_FORMAT,
+        "encoders": fingerprint,
+        "audio": settings["audio"],
+        "midi": settings["midi"],
+        "midi_sha256": file_sha256(clip["midi_path"]),
+    }
+    if clip.get("audio_path") is not None:
+        parts["audio_sha256"] = file_sha256(clip["audio_path"])
+    elif "synthesis" in settings:
+        parts["synthesis"] = settings["synthesis"]
+    else:
+        raise ValueError(f"clip {clip.get('id')!r} has no audio_path and the settings have no synthesis")
+    return parts
+
+
+def _key_of(parts: Mapping[str, Any]) -> str:
+    return hashlib.sha256(_canonical_json(parts).encode()).hexdigest()
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> np.ndarray:
+    """The raw bytes of a tensor as a uint8 array (any dtype, bfloat16 included, any device)."""
+    return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+
+
+# -------------------------------------------------------------------------------------------------- cache
+
+
+@dataclass
+class CacheEntry:
+    """One clip's cached features: `tensors` (`audio` [T, D], `midi` [L, D], fp16) and string `metadata`."""
+
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, str]
+
+    @property
+    def audio(self) -> torch.Tensor:
+        return self.tensors["audio"]
+
+    @property
+    def midi(self) -> torch.Tensor:
+        return self.tensors["midi"]
+
+
+class FeatureCache:
+    """A folder of feature entries, one safetensors file per key (see the module docstring).
+
+    Safe to share between processes and runs: writes are atomic, reads never see half an entry, and a damaged
+    entry is deleted and reported missing so that the next extraction recomputes it.
+
+    Args:
+        root: the cache folder (created if needed).
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.root)!r})"
+
+    def path(self, key: str) -> Path:
+        """Where the entry of `key` (lowercase hex, at least 3 digits) lives."""
+        if len(key) < 3 or not all(character in "0123456789abcdef" for character in key):
+            raise ValueError(f"a cache key is lowercase hex of at least 3 digits, got {key!r}")
+        return self.root / key[:2] / f"{key}{_ENTRY_SUFFIX}"
+
+    def __contains__(self, key: object) -> bool:
+        """Whether an intact entry exists. Cheap (reads the header only): a truncated file is deleted here."""
+        if not isinstance(key, str):
+            return False
+        path = self.path(key)
+        try:
+            with safe_open(path, framework="pt") as file:
+                metadata = file.metadata() or {}
+        except FileNotFoundError:
+            return False
+        except SafetensorError as error:
+            self._discard(path, f"unreadable ({error})")
+            return False
+        if metadata.get("format") != CACHE_FORMAT:
+            self._discard(path, f"not a {CACHE_FORMAT} entry")
+            return False
+        return True
+
+    def keys(self) -> list[str]:
+        """The keys of all entries on disk (sorted), intact or not."""
+        return sorted(path.name[: -len(_ENTRY_SUFFIX)] for path in self.root.glob(f"??/*{_ENTRY_SUFFIX}"))
+
+    def get(self, key: str) -> CacheEntry | None:
+        """The entry of `key`, or None if there is none or it is damaged (then it is logged and deleted).
+
+        The file is read into memory, not memory-mapped: a tensor backed by a mapping would crash the process
+        (SIGBUS) if the file were later truncated in place.
+        """
+        path = self.path(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            tensors = load_safetensors(data)  # validates the header and that the data covers it exactly
+        except SafetensorError as error:
+            self._discard(path, f"unreadable ({error})")
+            return None
+        header_length = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8 : 8 + header_length]).get("__metadata__") or {}
+        if metadata.get("format") != CACHE_FORMAT:
+            self._discard(path, f"not a {CACHE_FORMAT} entry")
+            return None
+        if metadata.get("crc32") != _checksum(tensors):
+            self._discard(path, "damaged (its CRC-32 does not match its tensors)")
+            return None
+        return CacheEntry(tensors, metadata)
+
+    def put(
+        self, key: str, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None
+    ) -> Path:
+        """Store `tensors` under `key` atomically; metadata values are stored as `str(value)`.
+
+        The bytes go to a temporary file in the entry's folder (same file system, so the rename is atomic), are
+        fsync'ed, and the file is renamed over the entry; the folder is fsync'ed so the rename survives a power
+        cut. A concurrent writer of the same key simply wins or loses the rename: both wrote the same features.
+        """
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stored = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
+        entry_metadata = {name: str(value) for name, value in (metadata or {}).items()}
+        entry_metadata.update(format=CACHE_FORMAT, crc32=_checksum(stored))
+        data = safetensors_bytes(stored, metadata=entry_metadata)
+        descriptor, temp_name = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{key}.{os.getpid()}.", suffix=f".{_HOST}{_TEMP_SUFFIX}"
+        )
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temp_name, path)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+        _fsync_folder(path.parent)
+        return path
+
+    def remove_orphaned_temp_files(self) -> int:
+        """Delete the temporary files of writers that died mid-write; returns how many were deleted.
+
+        A temporary file is `.<key>.<pid>.<random>.<host>.tmp`. It is orphaned when its writer ran on this host
+        and that process is gone, or when it is older than `ORPHANED_TEMP_FILE_SECONDS` (writers elsewhere).
+        Files of live writers are left alone, so this is safe while other processes write.
+        """
+        removed = 0
+        now = time.time()
+        for temp_path in self.root.glob(f"??/.*{_TEMP_SUFFIX}"):
+            parts = temp_path.name[1 : -len(_TEMP_SUFFIX)].split(".", 3)
+            if len(parts) != 4 or not parts[1].isdigit():
+                continue  # not one of ours
+            pid, host = int(parts[1]), parts[3]
+            try:
+                age = now - temp_path.stat().st_mtime
+            except FileNotFoundError:
+                continue  # its writer just renamed it
+            if (host == _HOST and not _process_is_alive(pid)) or age > ORPHANED_TEMP_FILE_SECONDS:
+                temp_path.unlink(missing_ok=True)
+                removed += 1
+        if removed:
+            logger.info(
+                "feature cache %s: removed %d temporary file(s) of interrupted writers", self.root, removed
+            )
+        return removed
+
+    def _discard(self, path: Path, reason: str) -> None:
+        logger.warning("feature cache: %s is %s; deleted, it will be recomputed", path, reason)
+        path.unlink(missing_ok=True)
+
+
+def _checksum(tensors: Mapping[str, torch.Tensor]) -> str:
+    """CRC-32 (hex) of the tensors' names and bytes in name order: ~5 ms for a minute of MERT features."""
+    crc = 0
+    for name in sorted(tensors):
+        crc = zlib.crc32(name.encode(), crc)
+        crc = zlib.crc32(_tensor_bytes(tensors[name]), crc)
+    return f"{crc:08x}"
+
+
+def _process_is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by someone else
+    return True
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # platforms (Windows) where folders cannot be opened: the rename is still atomic
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+# ------------------------------------------------------------------------------------------------ extraction
+
+
+@dataclass
+class ExtractionResult:
+    """What [`extract_features`] did.
+
+    Attributes:
+        keys: the cache key of every clip, in clip order (None where a file could not be read).
+        failures: the clips whose features are not in the cache, and why (all processes).
+        computed: ids of the clips whose features were computed in this call (all processes), the others were
+            already cached.
+    """
+
+    keys: list[str | None]
+    failures: list[ClipFailure] = field(default_factory=list)
+    computed: list[str] = field(default_factory=list)
+
+    @property
+    def cached_keys(self) -> list[str]:
+        """The keys of the clips whose features are in the cache, in clip order (for `CachedFeatureDataset`)."""
+        failed = {failure.key for failure in self.failures}
+        return [key for key in self.keys if key is not None and key not in failed]
+
+
+@dataclass
+class _PreparedClip:
+    """One clip read from disk, before the encoders: waveform float32 [S], tokens int64 [N, L, 4]."""
+
+    clip_id: str
+    key: str
+    parts: dict[str, Any]
+    waveform: np.ndarray | None = None
+    tokens: np.ndarray | None = None
+    error: str | None = None
+
+
+class _ClipPreparation(Dataset):
+    """Loads (or synthesizes) each clip's audio and tokenizes its MIDI; in DataLoader workers when asked.
+
+    Input errors become `_PreparedClip.error` so that one bad clip never stops the others.
+    """
+
+    def __init__(
+        self,
+        jobs: list[tuple[str, str, dict[str, Any], Mapping[str, Any]]],
+        feature_extractor: PoolingVQFeatureExtractor,
+        tokenizer: CPMidiTokenizer,
+        max_midi_rows: int,
+        synthesis_kwargs: Mapping[str, Any],
+    ) -> None:
+        self.jobs = jobs
+        self.feature_extractor = feature_extractor
+        self.tokenizer = tokenizer
+        self.max_midi_rows = max_midi_rows
+        self.synthesis_kwargs = dict(synthesis_kwargs)
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, index: int) -> _PreparedClip:
+        clip_id, key, parts, clip = self.jobs[index]
+        prepared = _PreparedClip(clip_id, key, parts)
+        extractor = self.feature_extractor
+        try:
+            if clip.get("audio_path") is not None:
+                prepared.waveform = load_audio(
+                    clip["audio_path"],
+                    target_sampling_rate=extractor.sampling_rate,
+                    max_seconds=extractor.max_seconds,
+                    reject_silence=extractor.reject_silence,
+                )
+            else:
+                prepared.waveform = synthesize_midi(
+                    clip["midi_path"],
+                    sample_rate=extractor.sampling_rate,
+                    max_seconds=extractor.max_seconds,
+                    **self.synthesis_kwargs,
+                )
+            prepared.tokens = self.tokenizer(clip["midi_path"], max_rows=self.max_midi_rows)
+        except PoolingVQInputError as error:
+            prepared.waveform = prepared.tokens = None
+            prepared.error = str(error)
+        return prepared
+
+
+def _as_list(batch: list[_PreparedClip]) -> list[_PreparedClip]:
+    return batch
+
+
+def extract_features(
+    model: PoolingVQForMusicEmotion,
+    clips: Sequence[Mapping[str, Any]],
+    cache: FeatureCache,
+    *,
+    accelerator: Any = None,
+    batch_size: int = 4,
+    feature_extractor: PoolingVQFeatureExtractor | None = None,
+    tokenizer: CPMidiTokenizer | None = None,
+    max_midi_rows: int = 1,
+    synthesis_kwargs: Mapping[str, Any] | None = None,
+    num_workers: int = 0,
+    on_batch_stored: Callable[[list[str]], None] | None = None,
+) -> ExtractionResult:
+    """Run the frozen encoders once on every clip that has no cache entry yet, and store the features.
+
+    Resumable: clips with an intact entry are skipped, so a run that was killed goes on where it stopped (and
+    the temporary files of killed writers are removed first). Memory stays bounded whatever the number of clips:
+    clips stream through one batch at a time (plus the DataLoader's prefetch with `num_workers`).
+
+    Sharding: with an Accelerate `accelerator`, process `i` of `n` takes the distinct keys at positions
+    `i, i + n, ...`, skipping those already cached. The split depends on the clip list only, never on the
+    cache, which the other processes change while they run, so every clip belongs to exactly one process.
+    All processes wait for each other at the end and get the same result.
+
+    Args:
+        model: a `PoolingVQForMusicEmotion` (moved to `accelerator.device` when an accelerator is given; its
+            encoders run in eval mode under `torch.inference_mode`, its training flag is restored afterwards).
+        clips: mappings (e.g. dicts) with `id`, `midi_path` and optional `audio_path` (None: audio synthesized from the
+            MIDI with `synthesize_midi`).
+        cache: where the features go.
+        accelerator: an `accelerate.Accelerator`, or None for one process on the model's device.
+        batch_size: clips per encoder pass (audio of unequal lengths is split further, see the module docstring).
+        feature_extractor: default `PoolingVQFeatureExtractor` at the encoder's rate, cropped to
+            `config.max_audio_seconds`.
+        tokenizer: default `CPMidiTokenizer("midibert", config.max_midi_tokens)`.
+        max_midi_rows: MIDI rows kept per clip, concatenated (see the module docstring).
+        synthesis_kwargs: `soundfont` / `sustain_pedal` for the clips without audio.
+        num_workers: DataLoader processes that read, synthesize and tokenize the next clips while the encoders
+            run (0: in this process).
+        on_batch_stored: called with the ids of each batch's newly stored clips (progress reporting).
+
+    Returns:
+        [`ExtractionResult`]: the keys in clip order, the failures (bad clips are logged and skipped, never
+        fatal) and the ids computed in this call.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    config: PoolingVQConfig = model.config
+    if accelerator is not None:
+        model = accelerator.unwrap_model(model).to(accelerator.device)
+    process_index = accelerator.process_index if accelerator is not None else 0
+    num_processes = accelerator.num_processes if accelerator is not None else 1
+    if accelerator is None or accelerator.is_main_process:
+        cache.remove_orphaned_temp_files()
+
+    feature_extractor = feature_extractor or default_feature_extractor(config)
+    tokenizer = tokenizer or CPMidiTokenizer("midibert", config.max_midi_tokens)
+    needs_synthesis = any(clip.get("audio_path") is None for clip in clips)
+    settings = preprocessing_settings(
+        feature_extractor, tokenizer, max_midi_rows, (synthesis_kwargs or {}) if needs_synthesis else None
+    )
+    fingerprint = encoder_fingerprint(model)
+
+    keys: list[str | None] = []
+    unreadable: list[ClipFailure] = []
+    jobs: dict[str, tuple[str, str, dict[str, Any], Mapping[str, Any]]] = {}
+    for clip in clips:
+        clip_id = str(clip["id"])
+        try:
+            parts = clip_key_parts(clip, fingerprint, settings)
+        except PoolingVQInputError as error:
+            unreadable.append(ClipFailure(clip_id, None, str(error)))
+            keys.append(None)
+            continue
+        key = _key_of(parts)
+        keys.append(key)
+        jobs.setdefault(key, (clip_id, key, parts, clip))  # the same bytes twice are computed once
+    my_jobs = [job for job in list(jobs.values())[process_index::num_processes] if job[1] not in cache]
+
+    failures: list[ClipFailure] = []
+    computed: list[str] = []
+    loader = DataLoader(
+        _ClipPreparation(my_jobs, feature_extractor, tokenizer, max_midi_rows, synthesis_kwargs or {}),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_as_list,
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                for prepared in batch:
+                    if prepared.error is not None:
+                        failures.append(ClipFailure(prepared.clip_id, prepared.key, prepared.error))
+                ready = [prepared for prepared in batch if prepared.error is None]
+                stored = _encode_and_store(model, ready, feature_extractor, cache, failures)
+                computed.extend(stored)
+                if on_batch_stored is not None and stored:
+                    on_batch_stored(stored)
+    finally:
+        model.train(was_training)
+
+    if num_processes > 1:
+        from accelerate.utils import gather_object
+
+        accelerator.wait_for_everyone()
+        failures = [ClipFailure(*failure) for failure in gather_object(failures)]
+        computed = list(gather_object(computed))
+    if accelerator is None or accelerator.is_main_process:  # every process holds the same, gathered lists
+        for failure in unreadable + failures:
+            logger.warning("features of clip %r not extracted: %s", failure.clip_id, failure.message)
+        logger.info(
+            "features: %d clips, %d computed, %d failed, cache %s",
+            len(keys),
+            len(computed),
+            len(unreadable) + len(failures),
+            cache.root,
+        )
+    return ExtractionResult(keys=keys, failures=unreadable + failures, computed=computed)
+
+
+def default_feature_extractor(config: PoolingVQConfig) -> PoolingVQFeatureExtractor:
+    """MERT's feature extractor at the encoder's rate, cropped to `config.max_audio_seconds`."""
+    return PoolingVQFeatureExtractor(
+        sampling_rate=config.audio_sampling_rate, max_seconds=config.max_audio_seconds
+    )
+
+
+def _encode_and_store(
+    model: PoolingVQForMusicEmotion,
+    batch: list[_PreparedClip],
+    feature_extractor: PoolingVQFeatureExtractor,
+    cache: FeatureCache,
+    failures: list[ClipFailure],
+) -> list[str]:
+    """Encode one batch, store each clip's unpadded fp16 features; returns the ids stored."""
+    if not batch:
+        return []
+    audio = _encode_audio(model, [prepared.waveform for prepared in batch], feature_extractor)
+    midi = _encode_midi(model, [prepared.tokens for prepared in batch])
+    stored = []
+    for prepared, audio_features, midi_features in zip(batch, audio, midi, strict=True):
+        tensors = {"audio": audio_features.half(), "midi": midi_features.half()}
+        if not all(torch.isfinite(tensor).all() for tensor in tensors.values()):
+            failures.append(
+                ClipFailure(
+                    prepared.clip_id, prepared.key, "its features overflow fp16 (|x| > 65504) or are NaN"
+                )
+            )
+            continue
+        metadata = {
+            "id": prepared.clip_id,
+            "audio_source": "file" if "audio_sha256" in prepared.parts else "synthesized",
+            "midi_rows": len(prepared.tokens),
+            "key_parts": _canonical_json(prepared.parts),
+        }
+        cache.put(prepared.key, tensors, metadata)
+        stored.append(prepared.clip_id)
+    return stored
+
+
+def _encode_audio(
+    model: PoolingVQForMusicEmotion, waveforms: list[np.ndarray], feature_extractor: PoolingVQFeatureExtractor
+) -> list[torch.Tensor]:
+    """Waveforms [S_i] -> features [T_i, D] (on the CPU), each as if it had been encoded alone."""
+    encoder = model.audio_encoder
+    if _padding_changes_audio_features(model):
+        groups: dict[int, list[int]] = {}
+        for index, waveform in enumerate(waveforms):
+            groups.setdefault(len(waveform), []).append(index)
+        index_groups = list(groups.values())
+    else:
+        index_groups = [list(range(len(waveforms)))]
+    features: list[torch.Tensor | None] = [None] * len(waveforms)
+    for indices in index_groups:
+        inputs = feature_extractor(
+            [waveforms[index] for index in indices],
+            sampling_rate=feature_extractor.sampling_rate,
+            return_tensors="pt",
+        )
+        values = inputs["input_values"].to(encoder.device, dtype=encoder.dtype)
+        sample_mask = inputs["attention_mask"].to(encoder.device)
+        frames, frame_mask = model.get_audio_features(values, sample_mask)
+        frames, frame_mask = frames.cpu(), frame_mask.cpu()
+        for row, index in enumerate(indices):
+            features[index] = frames[row][frame_mask[row]]
+    return features
+
+
+def _padding_changes_audio_features(model: PoolingVQForMusicEmotion) -> bool:
+    """True for a GroupNorm conv front end (MERT, wav2vec2-base): its statistics span the padded input."""
+    return getattr(model.config.audio_config, "feat_extract_norm", "group") == "group"
+
+
+def _encode_midi(model: PoolingVQForMusicEmotion, token_rows: list[np.ndarray]) -> list[torch.Tensor]:
+    """Token rows [N_i, L, 4] -> features [l_i, D] (on the CPU): each clip's real tokens, rows concatenated."""
+    tokens = torch.from_numpy(np.concatenate(token_rows))  # [R, L, 4]
+    mask = tokens[..., 0] != model.config.midi_config.cp_pad_token[0]  # [R, L]
+    longest = int(mask.sum(-1).max())
+    device = model.midi_encoder.device
+    features, _ = model.get_midi_features(tokens[:, :longest].to(device), mask[:, :longest].to(device))
+    features, mask = features.cpu(), mask[:, :longest]
+    row_ends = np.cumsum([len(rows) for rows in token_rows])
+    return [
+        features[end - len(rows) : end][mask[end - len(rows) : end]]
+        for rows, end in zip(token_rows, row_ends, strict=True)
+    ]
+
+
+# --------------------------------------------------------------------------------------------- training data
+
+
+class CachedFeatureDataset(Dataset):
+    """Cached features as a torch Dataset: item `i` is `{"audio_features": [T, D], "midi_features": [L, D],
+    "labels": int}` (fp16 features; no `labels` when `labels` is None).
+
+    Reads one entry per item, so memory does not grow with the dataset. Batch with [`collate_cached_features`].
+
+    Args:
+        cache: the feature cache.
+        keys: the clips' keys (e.g. `ExtractionResult.cached_keys`).
+        labels: one class index per key, or None.
+    """
+
+    def __init__(self, cache: FeatureCache, keys: Sequence[str], labels: Sequence[int] | None = None) -> None:
+        if labels is not None and len(labels) != len(keys):
+            raise ValueError(f"{len(keys)} keys but {len(labels)} labels")
+        self.cache = cache
+        self.keys = list(keys)
+        self.labels = None if labels is None else [int(label) for label in labels]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        entry = self.cache.get(self.keys[index])
+        if entry is None:
+            raise KeyError(
+                f"no intact cached features for key {self.keys[index]} in {self.cache.root}: run "
+                "extract_features on these clips again (it recomputes only what is missing)"
+            )
+        item: dict[str, Any] = {"audio_features": entry.audio, "midi_features": entry.midi}
+        if self.labels is not None:
+            item["labels"] = self.labels[index]
+        return item
+
+
+def collate_cached_features(batch: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+    """Pad items of [`CachedFeatureDataset`] into the feature kwargs of `PoolingVQForMusicEmotion.forward`.
+
+    Returns:
+        `audio_features` [B, T, D] and `midi_features` [B, L, D] (zero-padded, dtype kept), their bool masks
+        `audio_features_mask` [B, T] / `midi_features_mask` [B, L], and `labels` [B] int64 when the items have
+        them: `model(**batch)` runs as it is.
+    """
+    collated: dict[str, torch.Tensor] = {}
+    for name in ("audio_features", "midi_features"):
+        sequences = [item[name] for item in batch]
+        lengths = torch.tensor([len(sequence) for sequence in sequences])
+        collated[name] = pad_sequence(sequences, batch_first=True)
+        collated[f"{name}_mask"] = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]
+    if "labels" in batch[0]:
+        collated["labels"] = torch.tensor([item["labels"] for item in batch], dtype=torch.long)
+    return collated
+
+
+def codebook_start_keys(train_keys: Sequence[str], fraction: float = 0.5, seed: int = 0) -> list[str]:
+    """A seeded random `fraction` of the training keys (at least one), in their original order.
+
+    The paper starts the codebook by k-means on the cached frames of a random half of the training set.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if not train_keys:
+        raise ValueError("no training keys to sample from")
+    count = max(1, round(fraction * len(train_keys)))
+    chosen = sorted(random.Random(seed).sample(range(len(train_keys)), count))
+    return [train_keys[index] for index in chosen]
+
+
+def iter_audio_frames(cache: FeatureCache, keys: Iterable[str]) -> Iterator[torch.Tensor]:
+    """Yield each clip's cached audio frames, float32 [T, D], one clip at a time (missing entries are skipped)."""
+    for key in keys:
+        entry = cache.get(key)
+        if entry is None:
+            logger.warning("no cached features for key %s: left out of the codebook start", key)
+            continue
+        yield entry.audio.float()
+
+
+def init_codebook_from_cache(
+    model: PoolingVQForMusicEmotion,
+    cache: FeatureCache,
+    train_keys: Sequence[str],
+    *,
+    fraction: float = 0.5,
+    max_frames: int = 200_000,
+    num_iters: int = 20,
+    seed: int = 0,
+) -> list[str]:
+    """Start the codebook by cosine k-means on the cached frames of a seeded random half of the training set.
+
+    The frames stream clip by clip into `PoolingVQQuantizer.init_codebook`, which keeps a uniform sample of at
+    most `max_frames`: memory is `max_frames + one clip` frames whatever the training set's size.
+
+    Returns:
+        the keys whose frames were sampled.
+    """
+    quantizer: PoolingVQQuantizer | None = model.quantizer
+    if quantizer is None:
+        raise ValueError("this model has no quantizer (modalities='midi'): there is no codebook to start")
+    keys = codebook_start_keys(train_keys, fraction, seed)
+    quantizer.init_codebook(
+        iter_audio_frames(cache, keys), num_iters=num_iters, max_frames=max_frames, seed=seed
+    )
+    return keys
+
+
+__all__ = [
+    "CACHE_FORMAT",
+    "CacheEntry",
+    "CachedFeatureDataset",
+    "ClipFailure",
+    "ExtractionResult",
+    "FeatureCache",
+    "clip_key",
+    "clip_key_parts",
+    "codebook_start_keys",
+    "collate_cached_features",
+    "default_feature_extractor",
+    "encoder_fingerprint",
+    "extract_features",
+    "file_sha256",
+    "init_codebook_from_cache",
+    "iter_audio_frames",
+    "preprocessing_settings",
+]

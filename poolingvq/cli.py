@@ -62,13 +62,33 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler="poolingvq.training:train_command")
 
 
+def _add_experiment(sub: argparse._SubParsersAction) -> None:
+    from .experiments import add_experiment_arguments
+
+    p = sub.add_parser(
+        "experiment", help="the paper's ablations / codebook sweep over seeds: tables and plots"
+    )
+    add_experiment_arguments(p)
+    p.set_defaults(handler="poolingvq.experiments:experiment_command")
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="launch the browser demo (the Hugging Face Space's app) on this machine")
+    p.add_argument("--model", help="a PoolingVQ model folder (default: the model embedded in the package)")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 serves the network)")
+    p.add_argument("--port", type=int, help="port to serve on (default: 7860, or the next free one)")
+    p.set_defaults(handler="poolingvq.demo:demo_command")
+
+
 # (flag builder, in the order `--help` lists them)
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_predict,
+    _add_demo,
     _add_import_weights,
     _add_tokenize_midi,
     _add_prepare_dataset,
     _add_train,
+    _add_experiment,
 )
 
 

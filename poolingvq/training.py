@@ -47,6 +47,8 @@ logger = logging.getLogger("poolingvq.training")
 
 PRESETS = ("paper", "tiny")
 TRAINED_PARTS = ("quantizer", "fusion", "classifier")
+#: Seeds the random weights of a preset's frozen encoders, whatever the run's seed (see `build_model`).
+ENCODER_SEED = 0
 
 
 @dataclass
@@ -65,7 +67,12 @@ class TrainingArguments:
     audio_dir: str | None = field(
         default=None, metadata={"help": "your audio, <id>.wav|flac|mp3 (else synthesized)"}
     )
-    model_init: str = field(default="paper", metadata={"help": "a preset (paper, tiny) or a model folder"})
+    model_init: str = field(
+        default="paper",
+        metadata={
+            "help": "the frozen encoders: a preset (paper, tiny) or a model folder (e.g. from import-weights)"
+        },
+    )
     output_dir: str = field(
         default="runs/poolingvq", metadata={"help": "where the model, metrics and card go"}
     )
@@ -81,6 +88,9 @@ class TrainingArguments:
     )
     batch_size: int = field(default=16, metadata={"help": "clips per step (ours: the paper does not say)"})
     seed: int = field(default=42, metadata={"help": "seeds data order, initialisation, codebook start"})
+    data_seed: int = field(
+        default=0, metadata={"help": "seeds the --max-*-samples subsets (same clips for every seed)"}
+    )
     mixed_precision: str = field(
         default="no", metadata={"help": "no, fp16 or bf16", "choices": ("no", "fp16", "bf16")}
     )
@@ -192,13 +202,30 @@ def subset(items: Sequence[Any], count: int | None, seed: int) -> list[Any]:
 
 
 def build_model(args: TrainingArguments) -> PoolingVQForMusicEmotion:
-    """A preset with fresh weights, or a model folder (e.g. from `poolingvq import-weights`) with overrides."""
+    """The frozen encoders from `--model-init`, the trained parts fresh from `--seed`.
+
+    A preset's encoders get random weights from a fixed seed (`ENCODER_SEED`) and a folder's (e.g. from
+    `poolingvq import-weights`) are loaded: either way they do not depend on the run's seed, so every seed and
+    every variant of an experiment shares one feature cache. The quantizer, fusion and head are (re)initialised
+    from the run's seed, so seeds differ exactly where training happens.
+    """
     overrides = args.config_overrides()
-    if args.model_init in PRESETS:
-        return PoolingVQForMusicEmotion(PoolingVQConfig.from_preset(args.model_init, **overrides))
-    if not Path(args.model_init, "config.json").exists():
-        raise ValueError(f"--model-init {args.model_init!r} is neither a preset {PRESETS} nor a model folder")
-    return PoolingVQForMusicEmotion.from_pretrained(args.model_init, **overrides)
+    with torch.random.fork_rng():
+        torch.manual_seed(ENCODER_SEED)
+        if args.model_init in PRESETS:
+            model = PoolingVQForMusicEmotion(PoolingVQConfig.from_preset(args.model_init, **overrides))
+        elif Path(args.model_init, "config.json").exists():
+            model = PoolingVQForMusicEmotion.from_pretrained(args.model_init, **overrides)
+        else:
+            raise ValueError(
+                f"--model-init {args.model_init!r} is neither a preset {PRESETS} nor a model folder"
+            )
+    for name in TRAINED_PARTS:
+        part = getattr(model, name)
+        if part is not None:
+            for module in part.modules():
+                model._init_weights(module)
+    return model
 
 
 def planned_pooling(args: TrainingArguments) -> str:
@@ -372,9 +399,9 @@ def train(args: TrainingArguments) -> dict[str, Any]:
 
     # 1-2. data and the feature cache
     clips = load_split_clips(args)
-    clips["train"] = subset(clips["train"], args.max_train_samples, args.seed)
+    clips["train"] = subset(clips["train"], args.max_train_samples, args.data_seed)
     for split in ("validation", "test"):
-        clips[split] = subset(clips[split], args.max_eval_samples, args.seed)
+        clips[split] = subset(clips[split], args.max_eval_samples, args.data_seed)
     cache = FeatureCache(args.cache_dir or Path.home() / ".cache" / "poolingvq" / "features")
     processor = PoolingVQProcessor.for_model(model.config, midi_mode=args.midi_mode)
     keys, labels = {}, {}

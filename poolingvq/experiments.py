@@ -1,0 +1,195 @@
+"""The paper's experiments: its variants trained over several seeds on shared cached features.
+
+    poolingvq experiment --dataset emopia --data-dir ../shared/data/emopia --suite ablation --seeds 3
+
+Suites:
+- `table1`: the full method (the paper's Table 1 row for this data set);
+- `ablation`: all; without PoolingVQ (no quantization, no pooling); audio only; MIDI only; only average pooling;
+  only max pooling (the paper's Fig. 3);
+- `codebook-sweep`: the full method for codebook sizes P over a grid (the paper's Fig. 4).
+
+Every variant shares the frozen encoders, so the feature cache is filled once (by the first run) and each variant
+only trains its quantizer, fusion and head. Results go to `--output-dir`: one folder per variant and seed with its
+`metrics.json`, `results.json` with every run, `results.md` with mean +- std of accuracy and macro-F1 on test, and
+a PNG plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from .training import TrainingArguments, add_training_arguments, train
+
+#: variant name -> TrainingArguments overrides
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "all": {},
+    "without PoolingVQ": {"pooling": "none"},
+    "audio only": {"modalities": "audio"},
+    "MIDI only": {"modalities": "midi"},
+    "only average pooling": {"pooling": "avg"},
+    "only max pooling": {"pooling": "max"},
+}
+CODEBOOK_SIZES = (8, 16, 32, 64, 128, 256)
+
+
+def suite_variants(suite: str, codebook_sizes: tuple[int, ...] = CODEBOOK_SIZES) -> dict[str, dict[str, Any]]:
+    if suite == "table1":
+        return {"all": {}}
+    if suite == "ablation":
+        return dict(ABLATIONS)
+    if suite == "codebook-sweep":
+        return {f"P={size}": {"codebook_size": size} for size in codebook_sizes}
+    raise ValueError(f"unknown suite {suite!r}: table1, ablation or codebook-sweep")
+
+
+def run_suite(
+    base: TrainingArguments, suite: str, seeds: int, codebook_sizes: tuple[int, ...] = CODEBOOK_SIZES
+) -> dict:
+    """Train every variant of `suite` for `seeds` seeds (base.seed, base.seed + 1, ...); write tables and a plot."""
+    output = Path(base.output_dir)
+    runs: list[dict[str, Any]] = []
+    for variant, overrides in suite_variants(suite, codebook_sizes).items():
+        for offset in range(seeds):
+            seed = base.seed + offset
+            folder = output / slug(variant) / f"seed_{seed}"
+            arguments = dataclasses.replace(
+                base, output_dir=str(folder), seed=seed, save_model=False, **overrides
+            )
+            metrics = train(arguments)
+            runs.append(
+                {
+                    "variant": variant,
+                    "seed": seed,
+                    "test_accuracy": metrics["test"]["accuracy"],
+                    "test_macro_f1": metrics["test"]["macro_f1"],
+                    "val_macro_f1": metrics["validation"]["macro_f1"],
+                    "best_epoch": metrics["best_epoch"],
+                    **overrides,
+                }
+            )
+    summary = summarise(runs)
+    result = {
+        "suite": suite,
+        "dataset": base.dataset,
+        "config": base.config,
+        "seeds": seeds,
+        "runs": runs,
+        "summary": summary,
+    }
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "results.json").write_text(json.dumps(result, indent=2))
+    (output / "results.md").write_text(markdown_table(result))
+    plot(result, output / f"{suite}.png")
+    return result
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean and sample standard deviation of the test metrics per variant (std 0 for a single seed)."""
+    summary: dict[str, dict[str, float]] = {}
+    for variant in dict.fromkeys(run["variant"] for run in runs):
+        mine = [run for run in runs if run["variant"] == variant]
+        entry: dict[str, float] = {"runs": len(mine)}
+        for metric in ("test_accuracy", "test_macro_f1"):
+            values = [run[metric] for run in mine]
+            entry[f"{metric}_mean"] = statistics.fmean(values)
+            entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        summary[variant] = entry
+    return summary
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"# {result['suite']} on {result['dataset']} ({result['config']} split), {result['seeds']} seed(s)",
+        "",
+        "| variant | test accuracy | test macro-F1 |",
+        "| --- | --- | --- |",
+    ]
+    for variant, entry in result["summary"].items():
+        lines.append(
+            f"| {variant} | {entry['test_accuracy_mean']:.3f} ± {entry['test_accuracy_std']:.3f} "
+            f"| {entry['test_macro_f1_mean']:.3f} ± {entry['test_macro_f1_std']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Bars with error bars per variant (Fig. 3), or macro-F1 against P (Fig. 4) for the codebook sweep."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = result["summary"]
+    names = list(summary)
+    figure, axis = plt.subplots(figsize=(max(5, 1.3 * len(names)), 3.6), dpi=120)
+    if result["suite"] == "codebook-sweep":
+        sizes = [int(name.split("=")[1]) for name in names]
+        for metric, label in (("test_accuracy", "accuracy"), ("test_macro_f1", "macro-F1")):
+            axis.errorbar(
+                sizes,
+                [summary[n][f"{metric}_mean"] for n in names],
+                yerr=[summary[n][f"{metric}_std"] for n in names],
+                marker="o",
+                capsize=3,
+                label=label,
+            )
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("codebook size P")
+    else:
+        positions = range(len(names))
+        width = 0.38
+        for shift, (metric, label) in zip(
+            (-width / 2, width / 2),
+            (("test_accuracy", "accuracy"), ("test_macro_f1", "macro-F1")),
+            strict=True,
+        ):
+            axis.bar(
+                [p + shift for p in positions],
+                [summary[n][f"{metric}_mean"] for n in names],
+                width,
+                yerr=[summary[n][f"{metric}_std"] for n in names],
+                capsize=3,
+                label=label,
+            )
+        axis.set_xticks(list(positions), names, rotation=20, ha="right")
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("test score")
+    axis.set_title(f"{result['suite']} on {result['dataset']} ({result['seeds']} seed(s))")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--suite", choices=("table1", "ablation", "codebook-sweep"), default="ablation")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (3)")
+    parser.add_argument(
+        "--codebook-sizes",
+        type=lambda text: tuple(int(x) for x in text.split(",")),
+        default=CODEBOOK_SIZES,
+        help="P grid of the codebook sweep, comma-separated (8,16,32,64,128,256)",
+    )
+    add_training_arguments(parser)
+
+
+def experiment_command(namespace: argparse.Namespace) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+    names = {spec.name for spec in dataclasses.fields(TrainingArguments)}
+    base = TrainingArguments(**{k: v for k, v in vars(namespace).items() if k in names})
+    result = run_suite(base, namespace.suite, namespace.seeds, namespace.codebook_sizes)
+    print(markdown_table(result))
+    print(f"written to {base.output_dir}: results.json, results.md, {namespace.suite}.png")
+    return 0

@@ -1,0 +1,71 @@
+"""`poolingvq experiment`: variants over seeds on one shared feature cache -> table, JSON and plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from poolingvq.cli import main
+from poolingvq.experiments import ABLATIONS, markdown_table, summarise, suite_variants
+
+DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def test_suites_name_the_papers_variants():
+    assert list(suite_variants("ablation")) == [
+        "all",
+        "without PoolingVQ",
+        "audio only",
+        "MIDI only",
+        "only average pooling",
+        "only max pooling",
+    ]
+    assert ABLATIONS["without PoolingVQ"] == {"pooling": "none"}
+    assert suite_variants("codebook-sweep", (16, 64)) == {
+        "P=16": {"codebook_size": 16},
+        "P=64": {"codebook_size": 64},
+    }
+    with pytest.raises(ValueError, match="unknown suite"):
+        suite_variants("table9")
+
+
+def test_summary_is_mean_and_sample_std():
+    runs = [
+        {"variant": "all", "test_accuracy": 0.5, "test_macro_f1": 0.4},
+        {"variant": "all", "test_accuracy": 0.7, "test_macro_f1": 0.6},
+        {"variant": "MIDI only", "test_accuracy": 0.3, "test_macro_f1": 0.2},
+    ]
+    summary = summarise(runs)
+    assert summary["all"]["test_accuracy_mean"] == pytest.approx(0.6)
+    assert summary["all"]["test_accuracy_std"] == pytest.approx(0.1414213, rel=1e-5)
+    assert summary["MIDI only"]["test_macro_f1_std"] == 0.0
+    table = markdown_table(
+        {"suite": "ablation", "dataset": "emopia", "config": "paper", "seeds": 2, "summary": summary}
+    )
+    assert "| all | 0.600 ± 0.141 | 0.500 ± 0.141 |" in table
+
+
+@pytest.mark.skipif(
+    not (DATA_DIR / "emopia").exists(), reason="../shared/data (EMOPIA reference data) is absent"
+)
+def test_codebook_sweep_runs_on_shared_features(tmp_path):
+    output = tmp_path / "sweep"
+    argv = [
+        "experiment", "--suite", "codebook-sweep", "--codebook-sizes", "4,8", "--seeds", "2",
+        "--dataset", "emopia", "--data-dir", str(DATA_DIR / "emopia"), "--model-init", "tiny",
+        "--output-dir", str(output), "--cache-dir", str(tmp_path / "cache"), "--max-train-samples", "16",
+        "--max-eval-samples", "8", "--epochs", "2", "--batch-size", "8", "--max-audio-seconds", "5",
+        "--midi-mode", "rescaled",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads((output / "results.json").read_text())
+    assert [(run["variant"], run["seed"]) for run in result["runs"]] == [
+        ("P=4", 42), ("P=4", 43), ("P=8", 42), ("P=8", 43)
+    ]  # fmt: skip
+    assert all(0 <= run["test_accuracy"] <= 1 for run in result["runs"])
+    assert (output / "codebook-sweep.png").stat().st_size > 5000
+    assert "| P=4 |" in (output / "results.md").read_text()
+    # 16 + 8 + 8 clips were encoded once and shared by all four runs
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 32

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from poolingvq.cli import main
-from poolingvq.experiments import ABLATIONS, markdown_table, summarise, suite_variants
+from poolingvq.experiments import ABLATIONS, markdown_table, suite_variants, summarise
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

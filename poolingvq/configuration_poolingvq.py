@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from transformers import HubertConfig, PreTrainedConfig
+from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 #: The four Russell quadrants, as EMOPIA and VGMIDI label them.
@@ -121,6 +121,43 @@ class MidiBertConfig(PreTrainedConfig):
             )
 
 
+class LogMelConfig(PreTrainedConfig):
+    r"""A frozen log-mel front end that needs no downloaded weights, at MERT's 75 frames/s.
+
+    The audio encoder of models trained where MERT cannot be fetched: a magnitude STFT (Hann window of `n_fft`,
+    hop `hop_length` = 320 samples at 24 kHz, so PoolingVQ sees the frame rate it sees with MERT), a mel filter bank
+    (Slaney) of `num_mel_bins`, log10, the dynamic range clamped to `dynamic_range` decades below the clip's peak
+    and scaled as Whisper does (`(x + 4) / 4`), so frames are O(1) whatever the level. It has no trainable weights:
+    its features are as cacheable as a frozen MERT's, and `hidden_size` (= `num_mel_bins`) is what the quantizer
+    and the fusion read.
+    """
+
+    model_type: ClassVar[str] = "poolingvq_logmel"
+    base_config_key: ClassVar[str] = "audio_config"
+
+    sampling_rate: int = 24000
+    n_fft: int = 1024
+    hop_length: int = 320
+    num_mel_bins: int = 128
+    min_frequency: float = 0.0
+    max_frequency: float = 12000.0
+    dynamic_range: float = 8.0
+
+    @property
+    def hidden_size(self) -> int:
+        return self.num_mel_bins
+
+
+def frame_hop(audio_config: PreTrainedConfig) -> int:
+    """Samples per encoder frame: the conv strides' product for MERT/HuBERT, `hop_length` for log-mel."""
+    if hasattr(audio_config, "hop_length"):
+        return int(audio_config.hop_length)
+    hop = 1
+    for stride in audio_config.conv_stride:
+        hop *= stride
+    return hop
+
+
 PoolingMode = Literal["poolingvq", "avg", "max", "none"]
 Modalities = Literal["audio+midi", "audio", "midi"]
 WeightedPooling = Literal["code_frequency", "triangular"]
@@ -171,7 +208,8 @@ class PoolingVQConfig(PreTrainedConfig):
 
     model_type: ClassVar[str] = "poolingvq"
     sub_configs_defaults: ClassVar[dict[str, Any]] = {
-        "audio_config": SubConfigSpec(HubertConfig, init_kwargs=MERT_V1_95M_AUDIO_CONFIG),
+        # a HubertConfig holding MERT by default; {"model_type": "poolingvq_logmel", ...} selects the log-mel front end
+        "audio_config": SubConfigSpec(AutoConfig, model_type="hubert", init_kwargs=MERT_V1_95M_AUDIO_CONFIG),
         "midi_config": MidiBertConfig,
     }
 
@@ -237,11 +275,8 @@ class PoolingVQConfig(PreTrainedConfig):
 
     @property
     def audio_frame_rate(self) -> float:
-        """Encoder frames per second: the sampling rate over the product of the conv strides (75 for MERT)."""
-        hop = 1
-        for stride in self.audio_config.conv_stride:
-            hop *= stride
-        return self.audio_sampling_rate / hop
+        """Encoder frames per second: the sampling rate over the samples per frame (75 for MERT and log-mel)."""
+        return self.audio_sampling_rate / frame_hop(self.audio_config)
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> PoolingVQConfig:
@@ -265,4 +300,15 @@ class PoolingVQConfig(PreTrainedConfig):
         return cls(**fields)
 
 
-__all__ = ["MidiBertConfig", "PoolingVQConfig", "QUADRANT_LABELS", "QUADRANT_MEANINGS"]
+# The sub-configs resolve through AutoConfig by model type (in remote code too, where this file is all there is).
+AutoConfig.register(LogMelConfig.model_type, LogMelConfig, exist_ok=True)
+AutoConfig.register(MidiBertConfig.model_type, MidiBertConfig, exist_ok=True)
+
+__all__ = [
+    "LogMelConfig",
+    "MidiBertConfig",
+    "PoolingVQConfig",
+    "QUADRANT_LABELS",
+    "QUADRANT_MEANINGS",
+    "frame_hop",
+]

@@ -28,7 +28,8 @@ from transformers import HubertModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .configuration_poolingvq import PoolingVQConfig
+from .configuration_poolingvq import LogMelConfig, PoolingVQConfig
+from .logmel_poolingvq import LogMelEncoder
 from .midibert_poolingvq import MidiBertModel
 from .quantization_poolingvq import PoolingVQQuantizer
 
@@ -186,7 +187,8 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
     """PoolingVQ: audio + MIDI -> four Russell quadrants (Q1 happy, Q2 tense, Q3 sad, Q4 calm).
 
     Attributes:
-        audio_encoder: a transformers `HubertModel` holding MERT-v1-95M (frozen by default).
+        audio_encoder: a transformers `HubertModel` holding MERT-v1-95M (frozen by default), or a
+            [`LogMelEncoder`] when `config.audio_config` is a [`LogMelConfig`] (no downloaded weights).
         midi_encoder: [`MidiBertModel`] (frozen by default).
         quantizer: [`PoolingVQQuantizer`] (None in the MIDI-only ablation).
         fusion: [`PoolingVQFusion`].
@@ -195,7 +197,11 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
 
     def __init__(self, config: PoolingVQConfig) -> None:
         super().__init__(config)
-        self.audio_encoder = HubertModel(config.audio_config)
+        # by model type, not class: remote code and the package may each have registered their own copy
+        if config.audio_config.model_type == LogMelConfig.model_type:
+            self.audio_encoder = LogMelEncoder(config.audio_config)
+        else:
+            self.audio_encoder = HubertModel(config.audio_config)
         self.midi_encoder = MidiBertModel(config.midi_config)
         self.quantizer = None
         if config.modalities != "midi":

@@ -187,7 +187,7 @@ def test_save_and_reload_with_auto_classes(tmp_path, inputs):
 
 
 REMOTE_LOAD = """
-import importlib.abc, json, sys
+import importlib.abc, json, sys, os
 class NoPoolingVQ(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == "poolingvq" or name.startswith("poolingvq."):
@@ -195,37 +195,68 @@ class NoPoolingVQ(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, NoPoolingVQ())
 import torch
 from transformers import AutoModel
-model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+feed = torch.load(sys.argv[1])
+results = {}
+for folder in sys.argv[2:]:
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    with torch.no_grad():
+        results[os.path.basename(folder)] = (model(**feed).logits, type(model).__module__)
 assert "poolingvq" not in sys.modules
-feed = torch.load(sys.argv[2])
-with torch.no_grad():
-    logits = model(**feed).logits
-torch.save({"logits": logits, "module": type(model).__module__}, sys.argv[3])
+torch.save(results, os.path.join(os.path.dirname(sys.argv[1]), "out.pt"))
 """
 
 
 def test_remote_code_round_trip_without_the_package(tmp_path, inputs):
-    model = tiny_model()
-    folder = tmp_path / "model"
-    model.save_pretrained(folder)
+    models = {"mert": tiny_model(), "logmel": tiny_model(audio_config={"model_type": "poolingvq_logmel"})}
+    for name, model in models.items():
+        model.save_pretrained(tmp_path / name)
     torch.save(inputs, tmp_path / "inputs.pt")
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
     script = tmp_path / "load.py"
     script.write_text(textwrap.dedent(REMOTE_LOAD))
     # run from tmp_path so the repository's own folder is not on sys.path either
     subprocess.run(
-        [sys.executable, str(script), str(folder), str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
+        [
+            sys.executable,
+            str(script),
+            str(tmp_path / "inputs.pt"),
+            *(str(tmp_path / name) for name in models),
+        ],
         check=True,
         cwd=tmp_path,
         env=env,
         capture_output=True,
         timeout=300,
     )
-    result = torch.load(tmp_path / "out.pt")
-    assert result["module"].startswith("transformers_modules")
-    with torch.no_grad():
-        expected = model(**inputs).logits
-    assert torch.equal(result["logits"], expected)
+    results = torch.load(tmp_path / "out.pt")
+    for name, model in models.items():
+        logits, module = results[name]
+        assert module.startswith("transformers_modules")
+        with torch.no_grad():
+            assert torch.equal(logits, model(**inputs).logits), name
+
+
+def test_log_mel_front_end_runs_at_merts_frame_rate_and_batches_exactly():
+    model = tiny_model(audio_config={"model_type": "poolingvq_logmel", "num_mel_bins": 40})
+    assert sum(p.numel() for p in model.audio_encoder.parameters()) == 0  # nothing to download or train
+    assert model.config.audio_frame_rate == 75.0
+    generator = torch.Generator().manual_seed(2)
+    t = torch.arange(48000) / 24000
+    tone = torch.sin(2 * torch.pi * 1000 * t)  # a 1 kHz tone: its energy sits in the mel bins around 1 kHz
+    noise = torch.randn(30000, generator=generator)
+    batch = torch.zeros(2, 48000)
+    batch[0], batch[1, :30000] = tone, noise
+    mask = torch.zeros(2, 48000, dtype=torch.long)
+    mask[0], mask[1, :30000] = 1, 1
+    features, frame_mask = model.get_audio_features(batch, mask)
+    assert features.shape == (2, 151, 40) and frame_mask.sum(-1).tolist() == [151, 94]  # S // 320 + 1
+    alone, _ = model.get_audio_features(noise[None])
+    torch.testing.assert_close(features[1, :94], alone[0], atol=1e-5, rtol=1e-5)
+    # the loudest mel bin is the one whose triangle peaks at 1 kHz (FFT bin 1000 / (24000 / 1024) ~ 43)
+    fft_bin = round(1000 / (24000 / 1024))
+    assert int(features[0, 75].argmax()) == int(model.audio_encoder.mel_filters[fft_bin].argmax())
+    # the dynamic range is clamped to 8 decades below the clip's peak, i.e. 2 after the (x + 4) / 4 scaling
+    assert float(features[0].max() - features[0].min()) <= 2.0 + 1e-5
 
 
 def test_remote_files_import_only_what_a_user_installs():

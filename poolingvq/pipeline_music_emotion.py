@@ -43,6 +43,15 @@ def split_input(inputs: Any) -> tuple[Any, Any]:
     return inputs, None
 
 
+def conv_receptive_field(conv_kernel: list[int], conv_stride: list[int]) -> int:
+    """Samples a stack of 1-D convolutions needs to give one output frame (400 for MERT's stack: 1/60 s)."""
+    field, hop = 1, 1
+    for kernel, stride in zip(conv_kernel, conv_stride, strict=True):
+        field += (kernel - 1) * hop
+        hop *= stride
+    return field
+
+
 class MusicEmotionPipeline(Pipeline):
     """Music emotion recognition with PoolingVQ: which Russell quadrant a piece belongs to.
 
@@ -111,7 +120,21 @@ class MusicEmotionPipeline(Pipeline):
                 batch.pop("midi_attention_mask")
         else:
             batch = self.processor(audio=audio, midi=midi_for_tokens, sampling_rate=sampling_rate)
+        if "attention_mask" in batch:
+            self._check_audio_length(int(batch["attention_mask"].sum()), midi if audio is None else audio)
         return dict(batch)
+
+    def _check_audio_length(self, samples: int, source: Any) -> None:
+        """Refuse audio shorter than one encoder frame: MERT's conv stack would fail on it with a RuntimeError."""
+        audio_config = self.model.config.audio_config
+        shortest = conv_receptive_field(audio_config.conv_kernel, audio_config.conv_stride)
+        if samples < shortest:
+            rate = self.processor.sampling_rate
+            raise PoolingVQInputError(
+                source,
+                f"the audio is too short: {samples} samples at {rate} Hz ({1000 * samples / rate:.1f} ms), "
+                f"the audio encoder needs at least {shortest} ({1000 * shortest / rate:.1f} ms) for one frame",
+            )
 
     def _forward(self, model_inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         model = self.model
@@ -183,4 +206,4 @@ class MusicEmotionPipeline(Pipeline):
         return details
 
 
-__all__ = ["MusicEmotionPipeline", "split_input"]
+__all__ = ["MusicEmotionPipeline", "conv_receptive_field", "split_input"]

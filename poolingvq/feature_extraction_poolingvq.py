@@ -338,13 +338,18 @@ class PoolingVQFeatureExtractor(SequenceFeatureExtractor):
     def _normalize(self, input_values: np.ndarray, valid: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Zero mean, unit variance over each row's valid samples; padding is reset to `padding_value`.
 
-        Statistics are taken in float64: a minute at 24 kHz is 1.44 M samples, where float32 sums drift.
+        Sums are accumulated in float64 (a minute at 24 kHz is 1.44 M samples, where float32 sums drift) while
+        the samples stay float32 and are worked on in place: one float32 copy of the batch in all.
         """
-        values = np.where(valid, input_values.astype(np.float64), 0.0)
-        mean = values.sum(axis=1, keepdims=True) / lengths[:, None]
-        centered = np.where(valid, values - mean, 0.0)
-        variance = np.einsum("bt,bt->b", centered, centered)[:, None] / lengths[:, None]
-        return np.where(valid, centered / np.sqrt(variance + 1e-7), self.padding_value).astype(np.float32)
+        out = np.where(valid, input_values, 0.0).astype(np.float32, copy=False)
+        mean = out.sum(axis=1, dtype=np.float64) / lengths
+        out -= mean[:, None].astype(np.float32)
+        np.multiply(out, valid, out=out)  # padding back to 0 before the variance
+        variance = np.einsum("bt,bt->b", out, out, dtype=np.float64) / lengths
+        out /= np.sqrt(variance + 1e-7)[:, None].astype(np.float32)
+        if self.padding_value != 0.0:
+            out[~valid] = self.padding_value
+        return out
 
 
 PoolingVQFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")

@@ -79,6 +79,14 @@ class MusicEmotionPipeline(Pipeline):
         # batching pads waveforms with the feature extractor's padding value
         self.feature_extractor = self.processor.feature_extractor
 
+    def __call__(self, inputs: Any, **kwargs: Any) -> Any:
+        """Classify one input or a list of them (a tuple counts as a list; an empty list gives `[]`)."""
+        if isinstance(inputs, tuple):
+            inputs = list(inputs)
+        if isinstance(inputs, list) and not inputs:
+            return []
+        return super().__call__(inputs, **kwargs)
+
     def _sanitize_parameters(
         self, top_k: int | None = None, return_details: bool | None = None, **kwargs: Any
     ) -> tuple[dict, dict, dict]:

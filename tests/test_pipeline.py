@@ -148,6 +148,13 @@ def test_batched_inputs_give_the_same_scores(classify, files):
             assert a["label"] == b["label"] and abs(a["score"] - b["score"]) < 1e-5
 
 
+def test_lists_tuples_and_empty_lists(classify, files):
+    item = {"midi": str(files["other_midi"])}
+    assert classify([]) == []
+    as_tuple = classify((item, item))
+    assert isinstance(as_tuple, list) and len(as_tuple) == 2 and as_tuple[0] == as_tuple[1] == classify(item)
+
+
 def test_audio_only_needs_a_midi_unless_the_model_is_audio_only(classify, files, tmp_path):
     with pytest.raises(PoolingVQInputError, match="MIDI file is needed") as error:
         classify({"audio": str(files["wav"])})

@@ -6,41 +6,41 @@ everything the features depend on:
 
 - the encoders: their weights (names, dtypes, shapes, bytes), their configs and the feature-selection fields
   `audio_feature_layers` / `midi_feature_layer` ([`encoder_fingerprint`]);
-- the preprocessing: sampling rate, crop, normalisation, tokenizer mode and row length, MIDI rows kept, and for
-  clips without a recording the synthesis (soundfont bytes, pedal, synthesizer version)
+- the preprocessing: sampling rate, crop, normalisation, tokenizer mode and row length, MIDI rows kept, and
+  for clips without a recording the synthesis (soundfont bytes, pedal, synthesizer version)
   ([`preprocessing_settings`]);
 - the inputs: the sha256 of the MIDI file's bytes, and of the audio file's bytes when there is one.
 
-A changed input, setting or model therefore gets a new key and never reuses stale features; the same bytes under
-another name or path share an entry. Nothing about the trained parts (codebook, fusion, head) enters the key:
-one cache serves every ablation that shares the frozen encoders.
+A changed input, setting or model therefore gets a new key and never reuses stale features; the same bytes
+under another name or path share an entry. Nothing about the trained parts (codebook, fusion, head) enters the
+key: one cache serves every ablation that shares the frozen encoders.
 
 Crash safety. An entry is written to a temporary file in its own folder, fsync'ed, then renamed over the final
-name (`os.replace` is atomic), so a reader sees a whole entry or none. A run killed with SIGKILL leaves at most
-one temporary file per process, named with its writer's pid and host; the next run removes those whose writer
-is gone and recomputes only the clips without an entry. Entries carry a CRC-32 of their tensors: a truncated
-file fails safetensors' own header check (`key in cache`), a damaged one the checksum (`cache.get`); either is
-logged, deleted and treated as missing.
+name (`os.replace` is atomic), so a reader sees a whole entry or none. A run killed with SIGKILL leaves at
+most one temporary file per process, named with its writer's pid and host; the next run removes those whose
+writer is gone and recomputes only the clips without an entry. Entries carry a CRC-32 of their tensors: a
+truncated file fails safetensors' own header check (`key in cache`), a damaged one the checksum (`cache.get`);
+either is logged, deleted and treated as missing.
 
-Layout: `root/ab/abcdef....safetensors` (the first two hex digits fan the entries out over 256 folders), holding
-`audio` [T, D] fp16 (T frames at 75/s), `midi` [L, D] fp16 (L real CP tokens) and string metadata: the clip's
-id, where its audio came from, its MIDI row count, the key's parts (JSON) and the checksum.
+Layout: `root/ab/abcdef....safetensors` (the first two hex digits fan the entries out over 256 folders),
+holding `audio` [T, D] fp16 (T frames at 75/s), `midi` [L, D] fp16 (L real CP tokens) and string metadata: the
+clip's id, where its audio came from, its MIDI row count, the key's parts (JSON) and the checksum.
 
-Long MIDI. MIDI-BERT reads rows of 512 tokens (its relative positions span no more), while the fusion reads one
-token sequence per piece. The first `max_midi_rows` rows (default 1, the row MIDI-BERT's own EMOPIA fine-tuning
-classified) are encoded row by row and their real tokens concatenated into one [L, D] sequence; the fusion has
-no position embedding, so it reads a longer sequence as it reads a shorter one.
+Long MIDI. MIDI-BERT reads rows of 512 tokens (its relative positions span no more), while the fusion reads
+one token sequence per piece. The first `max_midi_rows` rows (default 1, the row MIDI-BERT's own EMOPIA
+fine-tuning classified) are encoded row by row and their real tokens concatenated into one [L, D] sequence;
+the fusion has no position embedding, so it reads a longer sequence as it reads a shorter one.
 
-Audio batching. MERT's conv front end (`feat_extract_norm="group"`, as in wav2vec2-base) normalises each channel
-over the whole *padded* input, so padding a short clip changes its features (by O(1) on a tiny model) and they
-would depend on which clips shared its batch. With such an encoder only clips of exactly the same length share
-a forward pass (60-s crops all do); with a layer-normalised front end clips are padded together as usual. MIDI
-rows are always batched, cut to the batch's longest real row: padding is masked and MIDI-BERT's positions are
-relative, so the cut changes nothing but the cost.
+Audio batching. MERT's conv front end (`feat_extract_norm="group"`, as in wav2vec2-base) normalises each
+channel over the whole *padded* input, so padding a short clip changes its features (by O(1) on a tiny model)
+and they would depend on which clips shared its batch. With such an encoder only clips of exactly the same
+length share a forward pass (60-s crops all do); with a layer-normalised front end clips are padded together
+as usual. MIDI rows are always batched, cut to the batch's longest real row: padding is masked and MIDI-BERT's
+positions are relative, so the cut changes nothing but the cost.
 
-Training then reads the cache through [`CachedFeatureDataset`] and [`collate_cached_features`], whose batches are
-exactly the feature keyword arguments of `PoolingVQForMusicEmotion.forward`, and starts the codebook from a
-seeded random half of the training clips with [`init_codebook_from_cache`].
+Training then reads the cache through [`CachedFeatureDataset`] and [`collate_cached_features`], whose batches
+are exactly the feature keyword arguments of `PoolingVQForMusicEmotion.forward`, and starts the codebook from
+a seeded random half of the training clips with [`init_codebook_from_cache`].
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -106,7 +107,7 @@ _HOST = socket.gethostname().replace(".", "_")
 
 
 class ClipFailure(NamedTuple):
-    """A clip whose features could not be computed, and why (the `PoolingVQInputError` message).
+    """A clip whose features could not be computed, and why (usually a `PoolingVQInputError` message).
 
     `key` is None when the clip's files could not even be read.
     """
@@ -153,15 +154,15 @@ def preprocessing_settings(
     max_midi_rows: int = 1,
     synthesis_kwargs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The preprocessing settings that enter the keys, as JSON-able dicts under `"audio"`, `"midi"`, `"synthesis"`.
+    """The preprocessing settings that enter the keys: JSON-able dicts `"audio"`, `"midi"`, `"synthesis"`.
 
     Args:
         feature_extractor: its rate, crop and normalisation.
         tokenizer: its mode and row length.
         max_midi_rows: MIDI rows of `tokenizer.max_length` tokens kept per clip.
         synthesis_kwargs: `soundfont` (a path; None: the default GM soundfont) and `sustain_pedal` for
-            [`synthesize_midi`]. The soundfont enters by the sha256 of its bytes, so a renamed copy is the same
-            soundfont. `None` leaves synthesis out (every clip must then have its own audio).
+            [`synthesize_midi`]. The soundfont enters by the sha256 of its bytes, so a renamed copy is the
+            same soundfont. `None` leaves synthesis out (every clip must then have its own audio).
     """
     if isinstance(max_midi_rows, bool) or not isinstance(max_midi_rows, int) or max_midi_rows < 1:
         raise ValueError(f"max_midi_rows must be a positive int, got {max_midi_rows!r}")
@@ -192,7 +193,7 @@ def preprocessing_settings(
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 (hex) of a file's bytes, read in 1 MiB blocks; a missing or unreadable file is an input error."""
+    """sha256 (hex) of a file's bytes, read by blocks; a missing or unreadable file is an input error."""
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as file:
@@ -211,8 +212,8 @@ def clip_key(clip: Mapping[str, Any], fingerprint: str, settings: Mapping[str, A
 def clip_key_parts(clip: Mapping[str, Any], fingerprint: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Everything a clip's features depend on: format, encoders, preprocessing, content hashes (JSON-able).
 
-    The synthesis settings enter only for a clip without `audio_path`, so a new soundfont leaves the entries of
-    clips with real recordings valid. The clip's id and paths do not enter: only its bytes do.
+    The synthesis settings enter only for a clip without `audio_path`, so a new soundfont leaves the entries
+    of clips with real recordings valid. The clip's id and paths do not enter: only its bytes do.
     """
     parts: dict[str, Any] = {
         "format": CACHE_FORMAT,
@@ -338,9 +339,10 @@ class FeatureCache:
     ) -> Path:
         """Store `tensors` under `key` atomically; metadata values are stored as `str(value)`.
 
-        The bytes go to a temporary file in the entry's folder (same file system, so the rename is atomic), are
-        fsync'ed, and the file is renamed over the entry; the folder is fsync'ed so the rename survives a power
-        cut. A concurrent writer of the same key simply wins or loses the rename: both wrote the same features.
+        The bytes go to a temporary file in the entry's folder (same file system, so the rename is atomic),
+        are fsync'ed, and the file is renamed over the entry; the folder is fsync'ed so the rename survives a
+        power cut. A concurrent writer of the same key simply wins or loses the rename: both wrote the same
+        features.
         """
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -366,9 +368,9 @@ class FeatureCache:
     def remove_orphaned_temp_files(self) -> int:
         """Delete the temporary files of writers that died mid-write; returns how many were deleted.
 
-        A temporary file is `.<key>.<pid>.<random>.<host>.tmp`. It is orphaned when its writer ran on this host
-        and that process is gone, or when it is older than `ORPHANED_TEMP_FILE_SECONDS` (writers elsewhere).
-        Files of live writers are left alone, so this is safe while other processes write.
+        A temporary file is `.<key>.<pid>.<random>.<host>.tmp`. It is orphaned when its writer ran on this
+        host and that process is gone, or when it is older than `ORPHANED_TEMP_FILE_SECONDS` (writers
+        elsewhere). Files of live writers are left alone, so this is safe while other processes write.
         """
         removed = 0
         now = time.time()
@@ -447,9 +449,40 @@ class ExtractionResult:
 
     @property
     def cached_keys(self) -> list[str]:
-        """The keys of the clips whose features are in the cache, in clip order (for `CachedFeatureDataset`)."""
+        """The keys of the clips whose features are in the cache, in clip order (for a dataset)."""
         failed = {failure.key for failure in self.failures}
         return [key for key in self.keys if key is not None and key not in failed]
+
+
+@dataclass
+class _Job:
+    """A clip to encode: its id, key, key parts (stored as metadata) and the clip mapping itself."""
+
+    clip_id: str
+    key: str
+    parts: dict[str, Any]
+    clip: Mapping[str, Any]
+
+
+def _plan_jobs(
+    clips: Sequence[Mapping[str, Any]], fingerprint: str, settings: Mapping[str, Any]
+) -> tuple[list[str | None], list[ClipFailure], list[_Job]]:
+    """Every clip's key (None if its files cannot be read), those failures, and one job per distinct key."""
+    keys: list[str | None] = []
+    unreadable: list[ClipFailure] = []
+    jobs: dict[str, _Job] = {}
+    for clip in clips:
+        clip_id = str(clip["id"])
+        try:
+            parts = clip_key_parts(clip, fingerprint, settings)
+        except PoolingVQInputError as error:
+            unreadable.append(ClipFailure(clip_id, None, str(error)))
+            keys.append(None)
+            continue
+        key = _key_of(parts)
+        keys.append(key)
+        jobs.setdefault(key, _Job(clip_id, key, parts, clip))  # the same bytes twice are computed once
+    return keys, unreadable, list(jobs.values())
 
 
 @dataclass
@@ -472,7 +505,7 @@ class _ClipPreparation(Dataset):
 
     def __init__(
         self,
-        jobs: list[tuple[str, str, dict[str, Any], Mapping[str, Any]]],
+        jobs: list[_Job],
         feature_extractor: PoolingVQFeatureExtractor,
         tokenizer: CPMidiTokenizer,
         max_midi_rows: int,
@@ -488,8 +521,9 @@ class _ClipPreparation(Dataset):
         return len(self.jobs)
 
     def __getitem__(self, index: int) -> _PreparedClip:
-        clip_id, key, parts, clip = self.jobs[index]
-        prepared = _PreparedClip(clip_id, key, parts)
+        job = self.jobs[index]
+        clip = job.clip
+        prepared = _PreparedClip(job.clip_id, job.key, job.parts)
         extractor = self.feature_extractor
         try:
             if clip.get("audio_path") is not None:
@@ -534,8 +568,9 @@ def extract_features(
     """Run the frozen encoders once on every clip that has no cache entry yet, and store the features.
 
     Resumable: clips with an intact entry are skipped, so a run that was killed goes on where it stopped (and
-    the temporary files of killed writers are removed first). Memory stays bounded whatever the number of clips:
-    clips stream through one batch at a time (plus the DataLoader's prefetch with `num_workers`).
+    the temporary files of killed writers are removed first). Memory stays bounded whatever the number of
+    clips: clips stream through one batch at a time, while a background thread writes the previous batch (plus
+    the DataLoader's prefetch with `num_workers`).
 
     Sharding: with an Accelerate `accelerator`, process `i` of `n` takes the distinct keys at positions
     `i, i + n, ...`, skipping those already cached. The split depends on the clip list only, never on the
@@ -545,11 +580,12 @@ def extract_features(
     Args:
         model: a `PoolingVQForMusicEmotion` (moved to `accelerator.device` when an accelerator is given; its
             encoders run in eval mode under `torch.inference_mode`, its training flag is restored afterwards).
-        clips: mappings (e.g. dicts) with `id`, `midi_path` and optional `audio_path` (None: audio synthesized from the
-            MIDI with `synthesize_midi`).
+        clips: mappings (e.g. dicts) with `id`, `midi_path` and optional `audio_path` (None: audio synthesized
+            from the MIDI with `synthesize_midi`). Other keys (labels...) are ignored.
         cache: where the features go.
         accelerator: an `accelerate.Accelerator`, or None for one process on the model's device.
-        batch_size: clips per encoder pass (audio of unequal lengths is split further, see the module docstring).
+        batch_size: clips per encoder pass (audio of unequal lengths is split further: see the module
+            docstring).
         feature_extractor: default `PoolingVQFeatureExtractor` at the encoder's rate, cropped to
             `config.max_audio_seconds`.
         tokenizer: default `CPMidiTokenizer("midibert", config.max_midi_tokens)`.
@@ -557,7 +593,7 @@ def extract_features(
         synthesis_kwargs: `soundfont` / `sustain_pedal` for the clips without audio.
         num_workers: DataLoader processes that read, synthesize and tokenize the next clips while the encoders
             run (0: in this process).
-        on_batch_stored: called with the ids of each batch's newly stored clips (progress reporting).
+        on_batch_stored: called, once a batch's entries are written, with the ids of its clips (progress).
 
     Returns:
         [`ExtractionResult`]: the keys in clip order, the failures (bad clips are logged and skipped, never
@@ -565,7 +601,6 @@ def extract_features(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    config: PoolingVQConfig = model.config
     if accelerator is not None:
         model = accelerator.unwrap_model(model).to(accelerator.device)
     process_index = accelerator.process_index if accelerator is not None else 0
@@ -573,53 +608,21 @@ def extract_features(
     if accelerator is None or accelerator.is_main_process:
         cache.remove_orphaned_temp_files()
 
+    config: PoolingVQConfig = model.config
     feature_extractor = feature_extractor or default_feature_extractor(config)
     tokenizer = tokenizer or CPMidiTokenizer("midibert", config.max_midi_tokens)
     needs_synthesis = any(clip.get("audio_path") is None for clip in clips)
     settings = preprocessing_settings(
         feature_extractor, tokenizer, max_midi_rows, (synthesis_kwargs or {}) if needs_synthesis else None
     )
-    fingerprint = encoder_fingerprint(model)
+    keys, unreadable, jobs = _plan_jobs(clips, encoder_fingerprint(model), settings)
+    my_jobs = [job for job in jobs[process_index::num_processes] if job.key not in cache]
 
-    keys: list[str | None] = []
-    unreadable: list[ClipFailure] = []
-    jobs: dict[str, tuple[str, str, dict[str, Any], Mapping[str, Any]]] = {}
-    for clip in clips:
-        clip_id = str(clip["id"])
-        try:
-            parts = clip_key_parts(clip, fingerprint, settings)
-        except PoolingVQInputError as error:
-            unreadable.append(ClipFailure(clip_id, None, str(error)))
-            keys.append(None)
-            continue
-        key = _key_of(parts)
-        keys.append(key)
-        jobs.setdefault(key, (clip_id, key, parts, clip))  # the same bytes twice are computed once
-    my_jobs = [job for job in list(jobs.values())[process_index::num_processes] if job[1] not in cache]
-
-    failures: list[ClipFailure] = []
-    computed: list[str] = []
-    loader = DataLoader(
-        _ClipPreparation(my_jobs, feature_extractor, tokenizer, max_midi_rows, synthesis_kwargs or {}),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=_as_list,
+    preparation = _ClipPreparation(
+        my_jobs, feature_extractor, tokenizer, max_midi_rows, synthesis_kwargs or {}
     )
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for batch in loader:
-                for prepared in batch:
-                    if prepared.error is not None:
-                        failures.append(ClipFailure(prepared.clip_id, prepared.key, prepared.error))
-                ready = [prepared for prepared in batch if prepared.error is None]
-                stored = _encode_and_store(model, ready, feature_extractor, cache, failures)
-                computed.extend(stored)
-                if on_batch_stored is not None and stored:
-                    on_batch_stored(stored)
-    finally:
-        model.train(was_training)
+    loader = DataLoader(preparation, batch_size=batch_size, num_workers=num_workers, collate_fn=_as_list)
+    computed, failures = _encode_and_store(model, loader, feature_extractor, cache, on_batch_stored)
 
     if num_processes > 1:
         from accelerate.utils import gather_object
@@ -649,20 +652,68 @@ def default_feature_extractor(config: PoolingVQConfig) -> PoolingVQFeatureExtrac
 
 def _encode_and_store(
     model: PoolingVQForMusicEmotion,
-    batch: list[_PreparedClip],
+    loader: DataLoader,
     feature_extractor: PoolingVQFeatureExtractor,
     cache: FeatureCache,
-    failures: list[ClipFailure],
-) -> list[str]:
-    """Encode one batch, store each clip's unpadded fp16 features; returns the ids stored."""
+    on_batch_stored: Callable[[list[str]], None] | None,
+) -> tuple[list[str], list[ClipFailure]]:
+    """Encode the prepared batches and store them; returns the ids stored and the clips that failed."""
+    computed: list[str] = []
+    failures: list[ClipFailure] = []
+    was_training = model.training
+    model.eval()
+    # Writes (checksum, serialisation, fsync) run in one background thread while the encoders run the next
+    # batch; at most one batch waits to be written, so memory stays at two batches of features.
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poolingvq-cache-writer")
+    pending: Future | None = None
+
+    def finish_pending_writes() -> None:
+        stored, write_failures = pending.result()
+        computed.extend(stored)
+        failures.extend(write_failures)
+        if on_batch_stored is not None and stored:
+            on_batch_stored(stored)
+
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                for prepared in batch:
+                    if prepared.error is not None:
+                        failures.append(ClipFailure(prepared.clip_id, prepared.key, prepared.error))
+                ready = [prepared for prepared in batch if prepared.error is None]
+                encoded = _encode_batch(model, ready, feature_extractor)
+                if pending is not None:
+                    finish_pending_writes()
+                pending = writer.submit(_store_batch, cache, ready, encoded)
+        if pending is not None:
+            finish_pending_writes()
+    finally:
+        writer.shutdown(wait=True)
+        model.train(was_training)
+    return computed, failures
+
+
+def _encode_batch(
+    model: PoolingVQForMusicEmotion, batch: list[_PreparedClip], feature_extractor: PoolingVQFeatureExtractor
+) -> list[dict[str, torch.Tensor]]:
+    """Each clip's unpadded features, fp16 on the CPU: `{"audio": [T_i, D], "midi": [L_i, D]}`."""
     if not batch:
         return []
     audio = _encode_audio(model, [prepared.waveform for prepared in batch], feature_extractor)
     midi = _encode_midi(model, [prepared.tokens for prepared in batch])
-    stored = []
-    for prepared, audio_features, midi_features in zip(batch, audio, midi, strict=True):
-        tensors = {"audio": audio_features.half(), "midi": midi_features.half()}
-        if not all(torch.isfinite(tensor).all() for tensor in tensors.values()):
+    return [
+        {"audio": clip_audio, "midi": clip_midi} for clip_audio, clip_midi in zip(audio, midi, strict=True)
+    ]
+
+
+def _store_batch(
+    cache: FeatureCache, batch: list[_PreparedClip], encoded: list[dict[str, torch.Tensor]]
+) -> tuple[list[str], list[ClipFailure]]:
+    """Write each clip's entry (in the writer thread); returns the ids stored and the clips refused."""
+    stored, failures = [], []
+    for prepared, tensors in zip(batch, encoded, strict=True):
+        # numpy, not torch: a single-threaded check that does not compete with the encoders' thread pool
+        if not all(np.isfinite(tensor.numpy()).all() for tensor in tensors.values()):
             failures.append(
                 ClipFailure(
                     prepared.clip_id, prepared.key, "its features overflow fp16 (|x| > 65504) or are NaN"
@@ -677,14 +728,13 @@ def _encode_and_store(
         }
         cache.put(prepared.key, tensors, metadata)
         stored.append(prepared.clip_id)
-    return stored
+    return stored, failures
 
 
 def _encode_audio(
     model: PoolingVQForMusicEmotion, waveforms: list[np.ndarray], feature_extractor: PoolingVQFeatureExtractor
 ) -> list[torch.Tensor]:
-    """Waveforms [S_i] -> features [T_i, D] (on the CPU), each as if it had been encoded alone."""
-    encoder = model.audio_encoder
+    """Waveforms [S_i] -> fp16 features [T_i, D] on the CPU, each as if it had been encoded alone."""
     if _padding_changes_audio_features(model):
         groups: dict[int, list[int]] = {}
         for index, waveform in enumerate(waveforms):
@@ -699,10 +749,11 @@ def _encode_audio(
             sampling_rate=feature_extractor.sampling_rate,
             return_tensors="pt",
         )
-        values = inputs["input_values"].to(encoder.device, dtype=encoder.dtype)
-        sample_mask = inputs["attention_mask"].to(encoder.device)
+        # the model's device and dtype: the audio encoder may be a plain module (the log-mel front end)
+        values = inputs["input_values"].to(model.device, dtype=model.dtype)
+        sample_mask = inputs["attention_mask"].to(model.device)
         frames, frame_mask = model.get_audio_features(values, sample_mask)
-        frames, frame_mask = frames.cpu(), frame_mask.cpu()
+        frames, frame_mask = frames.to(torch.float16).cpu(), frame_mask.cpu()  # one conversion per pass
         for row, index in enumerate(indices):
             features[index] = frames[row][frame_mask[row]]
     return features
@@ -714,13 +765,13 @@ def _padding_changes_audio_features(model: PoolingVQForMusicEmotion) -> bool:
 
 
 def _encode_midi(model: PoolingVQForMusicEmotion, token_rows: list[np.ndarray]) -> list[torch.Tensor]:
-    """Token rows [N_i, L, 4] -> features [l_i, D] (on the CPU): each clip's real tokens, rows concatenated."""
+    """Token rows [N_i, L, 4] -> fp16 features [l_i, D] on the CPU: each clip's real tokens, row after row."""
     tokens = torch.from_numpy(np.concatenate(token_rows))  # [R, L, 4]
     mask = tokens[..., 0] != model.config.midi_config.cp_pad_token[0]  # [R, L]
     longest = int(mask.sum(-1).max())
-    device = model.midi_encoder.device
+    device = model.device
     features, _ = model.get_midi_features(tokens[:, :longest].to(device), mask[:, :longest].to(device))
-    features, mask = features.cpu(), mask[:, :longest]
+    features, mask = features.to(torch.float16).cpu(), mask[:, :longest]
     row_ends = np.cumsum([len(rows) for rows in token_rows])
     return [
         features[end - len(rows) : end][mask[end - len(rows) : end]]
@@ -735,7 +786,8 @@ class CachedFeatureDataset(Dataset):
     """Cached features as a torch Dataset: item `i` is `{"audio_features": [T, D], "midi_features": [L, D],
     "labels": int}` (fp16 features; no `labels` when `labels` is None).
 
-    Reads one entry per item, so memory does not grow with the dataset. Batch with [`collate_cached_features`].
+    Reads one entry per item, so memory does not grow with the dataset. Batch with
+    [`collate_cached_features`].
 
     Args:
         cache: the feature cache.
@@ -800,7 +852,7 @@ def codebook_start_keys(train_keys: Sequence[str], fraction: float = 0.5, seed: 
 
 
 def iter_audio_frames(cache: FeatureCache, keys: Iterable[str]) -> Iterator[torch.Tensor]:
-    """Yield each clip's cached audio frames, float32 [T, D], one clip at a time (missing entries are skipped)."""
+    """Yield each clip's cached audio frames, float32 [T, D], one clip at a time (missing entries skipped)."""
     for key in keys:
         entry = cache.get(key)
         if entry is None:

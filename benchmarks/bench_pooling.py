@@ -43,7 +43,9 @@ def timed(function: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def markov_codes(batch: int, frames: int, codebook: int, stay: float, generator: torch.Generator) -> torch.Tensor:
+def markov_codes(
+    batch: int, frames: int, codebook: int, stay: float, generator: torch.Generator
+) -> torch.Tensor:
     """`[B, T]` codes that keep their value with probability `stay` at each frame (runs of ~1/(1-stay))."""
     change = torch.rand(batch, frames, generator=generator) > stay
     change[:, 0] = True
@@ -53,7 +55,9 @@ def markov_codes(batch: int, frames: int, codebook: int, stay: float, generator:
     return fresh.gather(1, position)
 
 
-def rule_and_pool(features: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor, fused: bool = False) -> tuple:
+def rule_and_pool(
+    features: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor, fused: bool = False
+) -> tuple:
     """The vectorised path from given codes: windows, eq. 3, pooling (what the loop reference does)."""
     lengths = mask.sum(-1)
     windows = int(num_windows(lengths, 5, 3).max())
@@ -61,7 +65,9 @@ def rule_and_pool(features: torch.Tensor, codes: torch.Tensor, mask: torch.Tenso
     in_range = index < features.shape[1]
     index = index.clamp(max=features.shape[1] - 1)
     item_window = torch.arange(windows) < num_windows(lengths, 5, 3)[:, None]
-    rules, weights = window_rules_and_weights(codes[:, index], mask[:, index] & in_range & item_window[..., None])
+    rules, weights = window_rules_and_weights(
+        codes[:, index], mask[:, index] & in_range & item_window[..., None]
+    )
     return pool_windows(features, lengths, rules, weights, 5, 3, fused=fused), rules
 
 
@@ -73,10 +79,20 @@ def main() -> None:
     parser.add_argument("--codebook", type=int, default=64)
     parser.add_argument("--stay", type=float, default=0.75, help="probability that a frame keeps its code")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--mert-batch", type=int, default=None, help="items for the MERT pass (default: --batch)")
+    parser.add_argument(
+        "--mert-batch", type=int, default=None, help="items for the MERT pass (default: --batch)"
+    )
     parser.add_argument("--skip-mert", action="store_true")
     parser.add_argument("--skip-fused", action="store_true", help="do not time the torch.compile'd kernel")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's; use 1 on a shared, busy machine)",
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
@@ -95,7 +111,9 @@ def main() -> None:
         loop_time = time.perf_counter() - start
         identical_rules = torch.equal(rules, ref_rules)
         max_error = float((pooled - ref_pooled).abs().max())
-        shares = {name: float((rules == i).sum() / (rules >= 0).sum()) for i, name in enumerate(POOLING_RULES)}
+        shares = {
+            name: float((rules == i).sum() / (rules >= 0).sum()) for i, name in enumerate(POOLING_RULES)
+        }
         vector_time = timed(lambda: rule_and_pool(features, codes, mask), args.repeats)
         clone_time = timed(lambda: features.clone(), args.repeats)
         fused_time = None
@@ -132,7 +150,9 @@ def main() -> None:
             start = time.perf_counter()
             mert(audio)
             mert_time = time.perf_counter() - start
-            quantizer_on_same = timed(lambda: quantizer(features[:mert_batch], mask[:mert_batch]), args.repeats)
+            quantizer_on_same = timed(
+                lambda: quantizer(features[:mert_batch], mask[:mert_batch]), args.repeats
+            )
         print(f"{f'MERT-95M forward, {mert_batch} x {samples / 24000:.0f} s':<44}{mert_time * 1e3:10.1f} ms")
         print(f"(c) quantizer / MERT forward:      {quantizer_on_same / mert_time:8.2%}   (target < 1 %)")
 

@@ -102,32 +102,32 @@ def window_rules_and_weights(
             0 for max and padded windows (their pooling does not use weights).
     """
     size = window_codes.shape[-1]
-    # same[b, w, i, j]: frames i and j of the window are both real and share a code. K is 5, so this K x K
-    # comparison is cheaper than any sort.
-    pair_valid = window_valid[..., :, None] & window_valid[..., None, :]
-    same = (window_codes[..., :, None] == window_codes[..., None, :]) & pair_valid
-    earlier = torch.ones(size, size, dtype=torch.bool, device=window_codes.device).tril(-1)
-    first_of_its_code = window_valid & ~(same & earlier).any(-1)
-    distinct = first_of_its_code.sum(-1)
+    # frequency[b, w, i]: how many real frames of the window share frame i's code (0 for a padded frame, whose
+    # code is set apart). K is 5, so this K x K comparison is cheaper than any sort.
+    codes = window_codes.to(torch.int32).masked_fill(~window_valid, -1)
+    same = (codes[..., :, None] == codes[..., None, :]) & window_valid[..., None, :]
+    frequency = same.sum(-1, dtype=torch.int32)
+    valid = window_valid.to(torch.float32)
+    # each code that occurs n times adds n * (1 / n): the sum counts the distinct codes
+    distinct = torch.round((valid / frequency.clamp_min(1)).sum(-1)).to(torch.int32)
 
-    rules = torch.full_like(distinct, RULE_MAX)
+    rules = torch.full_like(distinct, RULE_MAX, dtype=torch.long)
     rules = torch.where(distinct <= weighted_max_distinct_codes, RULE_WEIGHTED, rules)
     rules = torch.where(distinct <= avg_max_distinct_codes, RULE_AVG, rules)
     if force_rule is not None:
         rules = torch.full_like(rules, force_rule)
     rules = torch.where(distinct > 0, rules, -1)
 
-    valid = window_valid.to(torch.float32)
     if weighted_pooling == "code_frequency":
         # A frame counts as often as its code occurs in the window: the stable state outweighs transitions.
-        frame_weight = same.sum(-1).to(torch.float32)
+        frame_weight = frequency.to(torch.float32)
     elif weighted_pooling == "triangular":
         position = torch.arange(size, device=window_codes.device)
-        frame_weight = torch.minimum(position + 1, size - position).to(torch.float32).expand_as(valid)
+        frame_weight = torch.minimum(position + 1, size - position).to(torch.float32) * valid
     else:
         raise ValueError(f"unknown weighted_pooling {weighted_pooling!r}")
-    raw = torch.where((rules == RULE_WEIGHTED)[..., None], frame_weight * valid, valid)
-    raw = raw * (rules != RULE_MAX)[..., None] * (rules >= 0)[..., None]
+    averaged = (rules == RULE_AVG) | (rules == RULE_WEIGHTED)  # max and padded windows take no weights
+    raw = torch.where((rules == RULE_WEIGHTED)[..., None], frame_weight, valid) * averaged[..., None]
     weights = raw / raw.sum(-1, keepdim=True).clamp_min(1e-12)
     return rules, weights
 

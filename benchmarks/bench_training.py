@@ -19,6 +19,13 @@ crops do.
 - resume: `extract_features` again on the full cache (what a restarted run pays before training).
 One batch runs first, untimed, to warm the kernels up; with `--repeats` the bare and extraction runs alternate and
 the best time of each is kept.
+
+Part 2, one training epoch on cached features of EMOPIA's size: `--epoch-clips` (767, the paper split's training
+set) clips of `--epoch-seconds` (30 s, about an EMOPIA clip) of 768-d audio frames and up to 512 MIDI tokens, in
+memory with the cache's fp16 dtype, through `poolingvq.training.train_one_epoch` with the full-size quantizer,
+fusion and head and the paper's optimizer. Reports seconds per epoch and clips/s.
+
+    python benchmarks/bench_training.py --part epoch --epoch-clips 64     # a quick look
 """
 
 from __future__ import annotations
@@ -87,14 +94,73 @@ def clock() -> np.ndarray:
 
 
 def run_bare(model: PoolingVQForMusicEmotion, batches: list) -> None:
+    device = model.device
     with torch.inference_mode():
         for input_values, attention_mask, tokens, token_mask in batches:
-            model.get_audio_features(input_values, attention_mask)
-            model.get_midi_features(tokens, token_mask)
+            model.get_audio_features(input_values.to(device), attention_mask.to(device))
+            model.get_midi_features(tokens.to(device), token_mask.to(device))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+class RandomCachedFeatures(torch.utils.data.Dataset):
+    """Items shaped like `CachedFeatureDataset`'s (fp16 features, a label), drawn from a seeded generator."""
+
+    def __init__(self, clips: int, frames: int, dim: int) -> None:
+        self.clips, self.frames, self.dim = clips, frames, dim
+
+    def __len__(self) -> int:
+        return self.clips
+
+    def __getitem__(self, index: int) -> dict:
+        generator = torch.Generator().manual_seed(index)
+        frames = self.frames - int(torch.randint(0, self.frames // 4, (1,), generator=generator))
+        tokens = int(torch.randint(100, 513, (1,), generator=generator))
+        return {
+            "audio_features": torch.randn(frames, self.dim, generator=generator).half(),
+            "midi_features": torch.randn(tokens, self.dim, generator=generator).half(),
+            "labels": index % 4,
+        }
+
+
+def bench_training_epoch(args: argparse.Namespace) -> None:
+    """Part 2: one epoch of the paper's recipe on cached features of EMOPIA's size, full-size head."""
+    from accelerate import Accelerator
+    from torch.utils.data import DataLoader
+
+    from poolingvq.features import collate_cached_features
+    from poolingvq.training import TrainingArguments, make_optimizer, train_one_epoch
+
+    torch.manual_seed(0)
+    accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=args.device == "cpu")
+    model = PoolingVQForMusicEmotion(PoolingVQConfig.from_preset("paper"))
+    frames = int(args.epoch_seconds * model.config.audio_frame_rate)
+    loader = DataLoader(
+        RandomCachedFeatures(args.epoch_clips, frames, model.config.audio_config.hidden_size),
+        batch_size=16,
+        shuffle=True,
+        collate_fn=collate_cached_features,
+    )
+    optimizer = make_optimizer(model, TrainingArguments())
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    start = time.perf_counter()
+    metrics = train_one_epoch(model, loader, optimizer, accelerator)
+    seconds = time.perf_counter() - start
+    print(
+        f"one epoch, {args.epoch_clips} clips of {args.epoch_seconds:g} s ({frames} frames) + <= 512 MIDI tokens, "
+        f"full-size head, batch 16, {accelerator.device}, mixed precision {args.mixed_precision}: "
+        f"{seconds:.1f} s ({args.epoch_clips / seconds:.1f} clips/s), train loss {metrics['loss']:.3f}, "
+        f"compression {metrics.get('compression_ratio', float('nan')):.2f}x"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=("extraction", "epoch", "all"), default="all")
+    parser.add_argument("--epoch-clips", type=int, default=767, help="clips in the training epoch (767)")
+    parser.add_argument("--epoch-seconds", type=float, default=30.0, help="seconds of audio a clip (30)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
     parser.add_argument("--clips", type=int, default=16, help="number of clips (16)")
     parser.add_argument("--seconds", type=float, default=10.0, help="audio seconds per clip (10)")
     parser.add_argument("--batch-size", type=int, default=4, help="clips per encoder pass (4)")
@@ -107,9 +173,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.part in ("extraction", "all"):
+        bench_extraction(args)
+    if args.part in ("epoch", "all"):
+        bench_training_epoch(args)
 
+
+def bench_extraction(args: argparse.Namespace) -> None:
+    """Part 1: `extract_features` against the bare encoder passes on the same clips."""
     torch.manual_seed(0)
-    model = PoolingVQForMusicEmotion(PoolingVQConfig.from_preset(args.preset)).eval()
+    model = PoolingVQForMusicEmotion(PoolingVQConfig.from_preset(args.preset)).eval().to(args.device)
     extractor = PoolingVQFeatureExtractor(max_seconds=args.seconds)
     with tempfile.TemporaryDirectory(prefix="bench_features_") as folder:
         generator = np.random.default_rng(0)

@@ -114,6 +114,12 @@ class TrainingArguments:
     )
     kmeans_iters: int = 20
     extraction_batch_size: int = 4
+    extraction_workers: int = field(
+        default=0, metadata={"help": "DataLoader workers that decode/synthesize for the encoders"}
+    )
+    soundfont: str | None = field(
+        default=None, metadata={"help": "a .sf2 for synthesized audio (default: General MIDI)"}
+    )
     num_workers: int = 0
     pooling: str | None = field(default=None, metadata={"help": "ablation: poolingvq, avg, max, none"})
     modalities: str | None = field(default=None, metadata={"help": "ablation: audio+midi, audio, midi"})
@@ -403,7 +409,7 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     for split in ("validation", "test"):
         clips[split] = subset(clips[split], args.max_eval_samples, args.data_seed)
     cache = FeatureCache(args.cache_dir or Path.home() / ".cache" / "poolingvq" / "features")
-    processor = PoolingVQProcessor.for_model(model.config, midi_mode=args.midi_mode)
+    processor = PoolingVQProcessor.for_model(model.config, midi_mode=args.midi_mode, soundfont=args.soundfont)
     keys, labels = {}, {}
     for split, split_clips in clips.items():
         result = extract_features(
@@ -415,6 +421,8 @@ def train(args: TrainingArguments) -> dict[str, Any]:
             feature_extractor=processor.feature_extractor,
             tokenizer=processor.midi_tokenizer,
             max_midi_rows=processor.midi_max_rows,
+            synthesis_kwargs={"soundfont": args.soundfont} if args.soundfont else None,
+            num_workers=args.extraction_workers,
         )
         for failure in result.failures:
             logger.warning("%s clip left out: %s", split, failure)

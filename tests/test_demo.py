@@ -51,6 +51,11 @@ LABEL_TEXT = re.compile(r"Q[1-4]: ")
 
 
 @pytest.fixture(scope="module")
+# Upper bound of every wait on the page: each returns as soon as the page is ready, so a generous bound costs
+# nothing on a fast machine and keeps the test from failing on a busy one (CI runs two workers on two cores).
+BROWSER_WAIT_MS = 120_000
+
+
 def pieces(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("demo-pieces")
     rate = 22050
@@ -252,17 +257,17 @@ def browser():
 def test_browser_upload_predict_and_screenshot(server, browser, pieces, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(server, wait_until="domcontentloaded")
-    page.locator("#predict-button").wait_for(timeout=30_000)
+    page.locator("#predict-button").wait_for(timeout=BROWSER_WAIT_MS)
     assert "UNTRAINED" in page.locator("#model-note").inner_text()
 
     page.locator("#midi-input input[type=file]").set_input_files(str(pieces["midi"]))
-    page.get_by_text(pieces["midi"].name).first.wait_for(timeout=15_000)
+    page.get_by_text(pieces["midi"].name).first.wait_for(timeout=BROWSER_WAIT_MS)
     page.locator("#predict-button").click()
-    page.locator("#quadrant-label").get_by_text(LABEL_TEXT).first.wait_for(timeout=60_000)
-    page.locator("#summary").get_by_text("pooled windows").wait_for(timeout=30_000)
+    page.locator("#quadrant-label").get_by_text(LABEL_TEXT).first.wait_for(timeout=BROWSER_WAIT_MS)
+    page.locator("#summary").get_by_text("pooled windows").wait_for(timeout=BROWSER_WAIT_MS)
     for figure in ("#va-plane", "#pooling-figure", "#piano-roll"):
         image = page.locator(f"{figure} img").first
-        image.wait_for(timeout=30_000)
+        image.wait_for(timeout=BROWSER_WAIT_MS)
         assert image.get_attribute("src").startswith("data:image/png;base64,")
     shown = page.locator("#quadrant-label").inner_text()
     assert len(LABEL_TEXT.findall(shown)) >= 4 and "%" in shown
@@ -277,10 +282,10 @@ def test_browser_upload_predict_and_screenshot(server, browser, pieces, tmp_path
     # a corrupt upload: the page shows the problem, and the next request still works
     page.locator("#midi-input button[aria-label='Clear']").first.click()
     page.locator("#midi-input input[type=file]").set_input_files(str(pieces["corrupt"]))
-    page.get_by_text(pieces["corrupt"].name).first.wait_for(timeout=15_000)
+    page.get_by_text(pieces["corrupt"].name).first.wait_for(timeout=BROWSER_WAIT_MS)
     page.locator("#predict-button").click()
     toast = page.get_by_test_id("toast-text").filter(has_text="corrupt.mid: not a readable MIDI file")
-    toast.first.wait_for(timeout=30_000)
+    toast.first.wait_for(timeout=BROWSER_WAIT_MS)
     page.wait_for_timeout(500)  # the toast fades in
     page.screenshot(path=str(tmp_path / "space_error.png"))
     shutil.copy(tmp_path / "space_error.png", outputs / "space_error_screenshot.png")

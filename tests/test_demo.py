@@ -48,14 +48,12 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 LABEL_TEXT = re.compile(r"Q[1-4]: ")
-
-
-@pytest.fixture(scope="module")
 # Upper bound of every wait on the page: each returns as soon as the page is ready, so a generous bound costs
 # nothing on a fast machine and keeps the test from failing on a busy one (CI runs two workers on two cores).
 BROWSER_WAIT_MS = 120_000
 
 
+@pytest.fixture(scope="module")
 def pieces(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("demo-pieces")
     rate = 22050

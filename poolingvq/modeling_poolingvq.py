@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,25 @@ def masked_mean(sequence: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over the real positions: `[B, L, H]`, `[B, L]` -> `[B, H]`."""
     weights = mask.to(sequence.dtype)[..., None]
     return (sequence * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+def features_or_encoded(
+    features: torch.Tensor | None,
+    features_mask: torch.Tensor | None,
+    raw: torch.Tensor | None,
+    raw_mask: torch.Tensor | None,
+    encode: Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]],
+    needed: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One modality's `(features [B, T, D], mask [B, T])`: the cached features when given (all real when they
+    come without a mask), else the encoder run on the raw input; `needed` completes the error when neither is."""
+    if features is not None:
+        if features_mask is None:
+            features_mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+        return features, features_mask
+    if raw is not None:
+        return encode(raw, raw_mask)
+    raise ValueError(f"this model reads {needed}")
 
 
 class CrossAttentionBlock(nn.Module):
@@ -308,30 +328,17 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
             labels: `[B]` quadrant indices 0..3.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        audio, audio_mask, midi, midi_mask = None, None, None, None
+        audio = audio_mask = midi = midi_mask = None
         if self.fusion.uses_audio:
-            if audio_features is not None:
-                audio, audio_mask = audio_features, audio_features_mask
-                if audio_mask is None:
-                    audio_mask = torch.ones(audio.shape[:2], dtype=torch.bool, device=audio.device)
-            elif input_values is not None:
-                audio, audio_mask = self.get_audio_features(input_values, attention_mask)
-            else:
-                raise ValueError(
-                    "this model reads audio: pass `input_values` (a waveform) or `audio_features`"
-                )
+            audio, audio_mask = features_or_encoded(
+                audio_features, audio_features_mask, input_values, attention_mask, self.get_audio_features,
+                "audio: pass `input_values` (a waveform) or `audio_features`",
+            )  # fmt: skip
         if self.fusion.uses_midi:
-            if midi_features is not None:
-                midi = midi_features
-                midi_mask = midi_features_mask
-                if midi_mask is None:
-                    midi_mask = torch.ones(midi.shape[:2], dtype=torch.bool, device=midi.device)
-            elif midi_input_ids is not None:
-                midi, midi_mask = self.get_midi_features(midi_input_ids, midi_attention_mask)
-            else:
-                raise ValueError(
-                    "this model reads MIDI: pass `midi_input_ids` (CP tokens) or `midi_features`"
-                )
+            midi, midi_mask = features_or_encoded(
+                midi_features, midi_features_mask, midi_input_ids, midi_attention_mask, self.get_midi_features,
+                "MIDI: pass `midi_input_ids` (CP tokens) or `midi_features`",
+            )  # fmt: skip
 
         codes = window_rules = pooled_lengths = audio_lengths = None
         vq_loss = None

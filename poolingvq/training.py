@@ -1,7 +1,7 @@
 """Training PoolingVQ with Accelerate: the paper's recipe, on the frozen encoders' cached features.
 
     poolingvq train --dataset emopia --data-dir ../shared/data/emopia --model-init paper --output-dir runs/emopia
-    accelerate launch -m poolingvq.training --dataset emopia ...        # one GPU, several, or several machines
+    accelerate launch -m poolingvq.train --dataset emopia ...           # one GPU, several, or several machines
 
 One run:
 1. the data set's official split (`dataset_scripts`), audio from the user's folder or synthesized from the MIDI;

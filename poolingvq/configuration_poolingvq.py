@@ -71,6 +71,17 @@ TINY_MIDI_CONFIG: dict[str, Any] = {
 }
 
 
+#: The download-free variant (issue 7): a log-mel front end and a small MIDI-BERT pre-trained here
+#: (`poolingvq pretrain-midi`), with a fusion sized to them.
+OFFLINE_MIDI_CONFIG: dict[str, Any] = {
+    "cp_embedding_size": 64,
+    "hidden_size": 256,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "intermediate_size": 1024,
+}
+
+
 class MidiBertConfig(PreTrainedConfig):
     r"""MIDI-BERT-Piano (Chou et al.) as used by PoolingVQ: compound-word (CP) embeddings and a BERT encoder.
 
@@ -280,7 +291,8 @@ class PoolingVQConfig(PreTrainedConfig):
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> PoolingVQConfig:
-        """A named configuration: `"paper"` (MERT-v1-95M + MIDI-BERT, the paper's model) or `"tiny"` (tests).
+        """A named configuration: `"paper"` (MERT-v1-95M + MIDI-BERT, the paper's model), `"offline"` (a log-mel
+        front end + a small MIDI-BERT: what can be built without downloaded weights) or `"tiny"` (tests).
 
         `overrides` replace top-level fields, e.g. `from_preset("paper", pooling="none")`.
         """
@@ -294,8 +306,15 @@ class PoolingVQConfig(PreTrainedConfig):
                 "fusion_hidden_size": 32,
                 "fusion_num_heads": 2,
             }
+        elif name == "offline":
+            fields = {
+                "audio_config": {"model_type": "poolingvq_logmel"},
+                "midi_config": dict(OFFLINE_MIDI_CONFIG),
+                "fusion_hidden_size": 256,
+                "fusion_num_heads": 4,
+            }
         else:
-            raise ValueError(f"unknown preset {name!r}: choose 'paper' or 'tiny'")
+            raise ValueError(f"unknown preset {name!r}: choose 'paper', 'offline' or 'tiny'")
         fields.update(overrides)
         return cls(**fields)
 

@@ -45,7 +45,7 @@ from .quantization_poolingvq import POOLING_RULES
 
 logger = logging.getLogger("poolingvq.training")
 
-PRESETS = ("paper", "tiny")
+PRESETS = ("paper", "offline", "tiny")
 TRAINED_PARTS = ("quantizer", "fusion", "classifier")
 #: Seeds the random weights of a preset's frozen encoders, whatever the run's seed (see `build_model`).
 ENCODER_SEED = 0
@@ -70,7 +70,7 @@ class TrainingArguments:
     model_init: str = field(
         default="paper",
         metadata={
-            "help": "the frozen encoders: a preset (paper, tiny) or a model folder (e.g. from import-weights)"
+            "help": "the frozen encoders: a preset (paper, offline, tiny) or a model folder (e.g. from import-weights)"
         },
     )
     output_dir: str = field(

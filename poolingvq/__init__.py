@@ -13,9 +13,16 @@ from transformers import (
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .configuration_poolingvq import QUADRANT_LABELS, QUADRANT_MEANINGS, MidiBertConfig, PoolingVQConfig
+from .configuration_poolingvq import (
+    QUADRANT_LABELS,
+    QUADRANT_MEANINGS,
+    LogMelConfig,
+    MidiBertConfig,
+    PoolingVQConfig,
+)
 from .errors_poolingvq import PoolingVQInputError
 from .feature_extraction_poolingvq import PoolingVQFeatureExtractor
+from .logmel_poolingvq import LogMelEncoder
 from .midibert_poolingvq import MidiBertModel
 from .modeling_poolingvq import MusicEmotionOutput, PoolingVQForMusicEmotion
 from .pipeline_music_emotion import MusicEmotionPipeline
@@ -40,6 +47,8 @@ PIPELINE_REGISTRY.register_pipeline(
 __all__ = [
     "POOLING_RULES",
     "CPMidiTokenizer",
+    "LogMelConfig",
+    "LogMelEncoder",
     "MidiBertConfig",
     "MidiBertModel",
     "MusicEmotionOutput",

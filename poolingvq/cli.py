@@ -80,6 +80,16 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler="poolingvq.demo:demo_command")
 
 
+def _add_pretrain_midi(sub: argparse._SubParsersAction) -> None:
+    from .pretraining import add_pretrain_midi_arguments
+
+    p = sub.add_parser(
+        "pretrain-midi", help="pre-train a small MIDI-BERT (masked CP tokens) on offline symbolic music"
+    )
+    add_pretrain_midi_arguments(p)
+    p.set_defaults(handler="poolingvq.pretraining:pretrain_midi_command")
+
+
 # (flag builder, in the order `--help` lists them)
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_predict,
@@ -89,6 +99,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_prepare_dataset,
     _add_train,
     _add_experiment,
+    _add_pretrain_midi,
 )
 
 

@@ -396,7 +396,8 @@ class MusicEmotionBuilder(datasets.GeneratorBasedBuilder):
     def _read_splits(
         self, release_root: Path, dl_manager: datasets.DownloadManager
     ) -> dict[str, list[dict[str, Any]]]:
-        raise NotImplementedError
+        """Each subclass reads its own split files (EMOPIA's CSVs, VGMIDI's lists): split name -> rows."""
+        raise NotImplementedError(f"{type(self).__name__} must read its split files")
 
     def _release_root(self, dl_manager: datasets.DownloadManager) -> Path:
         """The release's top folder: inside the user's `data_dir`, else inside the downloaded archive."""

@@ -23,6 +23,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from .arguments import dataclass_from_namespace
 from .training import TrainingArguments, add_training_arguments, train
 
 #: variant name -> TrainingArguments overrides
@@ -187,8 +188,7 @@ def experiment_command(namespace: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
-    names = {spec.name for spec in dataclasses.fields(TrainingArguments)}
-    base = TrainingArguments(**{k: v for k, v in vars(namespace).items() if k in names})
+    base = dataclass_from_namespace(TrainingArguments, namespace)
     result = run_suite(base, namespace.suite, namespace.seeds, namespace.codebook_sizes)
     print(markdown_table(result))
     print(f"written to {base.output_dir}: results.json, results.md, {namespace.suite}.png")

@@ -54,6 +54,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .arguments import add_dataclass_arguments, dataclass_from_namespace
 from .configuration_poolingvq import MidiBertConfig
 from .errors_poolingvq import PoolingVQInputError
 from .midibert_poolingvq import CP_CLASSES, MidiBertModel
@@ -69,7 +70,6 @@ NUM_REAL_WORDS: tuple[int, int, int, int] = PAD_TOKEN
 CORPUS_CACHE_VERSION = 1
 #: music21 corpus files that are analyses (roman numerals), not music to learn from.
 MUSIC21_SKIPPED_SUFFIXES = (".rntxt",)
-SOURCES = ("emopia", "vgmidi", "music21")
 #: Row lengths of a batch are rounded up to a multiple of this (fewer distinct shapes, friendlier kernels).
 LENGTH_MULTIPLE = 16
 HEADS_FILENAME = "mlm_heads.safetensors"
@@ -155,20 +155,7 @@ class PretrainingArguments:
 
 def add_pretrain_midi_arguments(parser: argparse.ArgumentParser) -> None:
     """One `--flag` per `PretrainingArguments` field, typed and documented from the dataclass."""
-    for spec in dataclasses.fields(PretrainingArguments):
-        flag = "--" + spec.name.replace("_", "-")
-        help_text = spec.metadata.get("help", "")
-        if spec.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", help=help_text)
-            continue
-        kind = {"int": int, "float": float}.get(str(spec.type).split(" ")[0], str)
-        parser.add_argument(
-            flag,
-            type=kind,
-            default=spec.default,
-            choices=spec.metadata.get("choices"),
-            help=f"{help_text} ({spec.default})".strip(),
-        )
+    add_dataclass_arguments(parser, PretrainingArguments)
 
 
 # ---------------------------------------------------------------------------------------------------------- corpus
@@ -1086,8 +1073,7 @@ def pretrain_midi_command(namespace: argparse.Namespace) -> int:
     """`poolingvq pretrain-midi ...`: run `pretrain` with the parsed flags and print the held-out accuracy."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
-    names = {spec.name for spec in dataclasses.fields(PretrainingArguments)}
-    args = PretrainingArguments(**{key: value for key, value in vars(namespace).items() if key in names})
+    args = dataclass_from_namespace(PretrainingArguments, namespace)
     metrics = pretrain(args)
     accuracies = ", ".join(
         f"{name} {value:.3f}" for name, value in metrics["heldout"]["accuracy_per_class"].items()

@@ -38,6 +38,7 @@ from safetensors.torch import load_file, save_file
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from torch.utils.data import DataLoader
 
+from .arguments import add_dataclass_arguments, dataclass_from_namespace
 from .configuration_poolingvq import QUADRANT_LABELS, PoolingVQConfig
 from .modeling_poolingvq import PoolingVQForMusicEmotion
 from .processing_poolingvq import PoolingVQProcessor
@@ -148,20 +149,7 @@ class TrainingArguments:
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """One `--flag` per `TrainingArguments` field, typed and documented from the dataclass."""
-    for spec in dataclasses.fields(TrainingArguments):
-        flag = "--" + spec.name.replace("_", "-")
-        help_text = spec.metadata.get("help", "")
-        if spec.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", help=help_text)
-            continue
-        kind = {"int": int, "float": float}.get(str(spec.type).split(" ")[0], str)
-        parser.add_argument(
-            flag,
-            type=kind,
-            default=spec.default,
-            choices=spec.metadata.get("choices"),
-            help=f"{help_text} ({spec.default})",
-        )
+    add_dataclass_arguments(parser, TrainingArguments)
 
 
 # ---------------------------------------------------------------------------------------------------------- data
@@ -682,8 +670,7 @@ classify({{"audio": "song.wav", "midi": "song.mid"}})
 def train_command(namespace: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per saved file otherwise
-    names = {spec.name for spec in dataclasses.fields(TrainingArguments)}
-    args = TrainingArguments(**{k: v for k, v in vars(namespace).items() if k in names})
+    args = dataclass_from_namespace(TrainingArguments, namespace)
     metrics = train(args)
     test = metrics["test"]
     print(

@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader
 
 from .arguments import add_dataclass_arguments, dataclass_from_namespace
 from .configuration_poolingvq import QUADRANT_LABELS, PoolingVQConfig
+from .midibert_poolingvq import MidiBertModel
 from .modeling_poolingvq import PoolingVQForMusicEmotion
 from .processing_poolingvq import PoolingVQProcessor
 from .quantization_poolingvq import POOLING_RULES
@@ -76,6 +77,10 @@ class TrainingArguments:
     )
     output_dir: str = field(
         default="runs/poolingvq", metadata={"help": "where the model, metrics and card go"}
+    )
+    midi_encoder: str | None = field(
+        default=None,
+        metadata={"help": "a MidiBertModel folder (e.g. from pretrain-midi) to use as the MIDI encoder"},
     )
     cache_dir: str | None = field(
         default=None, metadata={"help": "feature cache (default: ~/.cache/poolingvq)"}
@@ -196,7 +201,8 @@ def subset(items: Sequence[Any], count: int | None, seed: int) -> list[Any]:
 
 
 def build_model(args: TrainingArguments) -> PoolingVQForMusicEmotion:
-    """The frozen encoders from `--model-init`, the trained parts fresh from `--seed`.
+    """The frozen encoders from `--model-init` (the MIDI one from `--midi-encoder` when given), the trained parts
+    fresh from `--seed`.
 
     A preset's encoders get random weights from a fixed seed (`ENCODER_SEED`) and a folder's (e.g. from
     `poolingvq import-weights`) are loaded: either way they do not depend on the run's seed, so every seed and
@@ -204,6 +210,10 @@ def build_model(args: TrainingArguments) -> PoolingVQForMusicEmotion:
     from the run's seed, so seeds differ exactly where training happens.
     """
     overrides = args.config_overrides()
+    midi_encoder = None
+    if args.midi_encoder is not None:
+        midi_encoder = MidiBertModel.from_pretrained(args.midi_encoder)
+        overrides["midi_config"] = midi_encoder.config.to_dict()
     with torch.random.fork_rng():
         torch.manual_seed(ENCODER_SEED)
         if args.model_init in PRESETS:
@@ -214,6 +224,8 @@ def build_model(args: TrainingArguments) -> PoolingVQForMusicEmotion:
             raise ValueError(
                 f"--model-init {args.model_init!r} is neither a preset {PRESETS} nor a model folder"
             )
+    if midi_encoder is not None:
+        model.midi_encoder.load_state_dict(midi_encoder.state_dict())
     for name in TRAINED_PARTS:
         part = getattr(model, name)
         if part is not None:

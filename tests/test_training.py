@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from poolingvq.predict import load_pipeline
-from poolingvq.training import TrainingArguments, classification_metrics, train
+from poolingvq.training import TrainingArguments, build_model, classification_metrics, train
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(
@@ -93,6 +94,22 @@ def test_resuming_from_a_mid_run_checkpoint_gives_the_same_result(uninterrupted,
     resumed = train(arguments(interrupted, cache_dir, resume=True))
     assert resumed["history"] == expected["history"]
     assert resumed["test"] == expected["test"] and resumed["best_epoch"] == expected["best_epoch"]
+
+
+def test_a_pretrained_midi_encoder_replaces_the_presets(tmp_path):
+    from poolingvq import MidiBertConfig, MidiBertModel
+
+    torch.manual_seed(7)
+    pretrained = MidiBertModel(MidiBertConfig(cp_embedding_size=8, hidden_size=24, num_hidden_layers=1,
+                                              num_attention_heads=2, intermediate_size=48))  # fmt: skip
+    pretrained.save_pretrained(tmp_path / "midibert")
+    model = build_model(
+        arguments(tmp_path / "out", tmp_path / "cache", midi_encoder=str(tmp_path / "midibert"))
+    )
+    assert model.config.midi_config.hidden_size == 24 and model.fusion.midi_projection[1].in_features == 24
+    for name, tensor in pretrained.state_dict().items():
+        assert torch.equal(model.midi_encoder.state_dict()[name], tensor), name
+    assert not any(p.requires_grad for p in model.midi_encoder.parameters())
 
 
 def test_classification_metrics_by_hand():

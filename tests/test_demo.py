@@ -46,6 +46,8 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--no-first-run",
+    # Containers often give /dev/shm 64 MB, too little for a renderer (it crashes and every wait times out).
+    "--disable-dev-shm-usage",
 ]
 LABEL_TEXT = re.compile(r"Q[1-4]: ")
 # Upper bound of every wait on the page: each returns as soon as the page is ready, so a generous bound costs
@@ -252,14 +254,55 @@ def browser():
         chromium.close()
 
 
+class PageLog:
+    """What the page said while the test drove it (console, uncaught errors, failed requests, crashes), so that a
+    wait that times out in CI reports why instead of only where."""
+
+    def __init__(self, page) -> None:
+        self.lines: list[str] = []
+        page.on("console", lambda message: self.lines.append(f"console.{message.type}: {message.text}"))
+        page.on("pageerror", lambda error: self.lines.append(f"page error: {error}"))
+        page.on("crash", lambda _: self.lines.append("the page's renderer crashed"))
+        page.on(
+            "requestfailed",
+            lambda request: self.lines.append(f"request failed: {request.method} {request.url} ({request.failure})"),
+        )
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines[-40:]) or "(the page logged nothing)"
+
+
+def upload(page, component: str, path: Path, log: PageLog, attempts: int = 3) -> None:
+    """Give `path` to the file component `component` and wait until the page lists it.
+
+    The one CI failure on record was here: the file's name never appeared, on a machine much faster than ours, so
+    the file was most likely handed over before Gradio's component had wired its change handler. Waiting for the
+    network to settle first and handing the file over again if it is not listed within 20 s makes that race
+    harmless; any other cause still fails, with the page's log.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.wait_for_load_state("networkidle", timeout=BROWSER_WAIT_MS)
+    for attempt in range(1, attempts + 1):
+        page.locator(f"{component} input[type=file]").set_input_files(str(path))
+        try:
+            page.get_by_text(path.name).first.wait_for(timeout=20_000 if attempt < attempts else BROWSER_WAIT_MS)
+            return
+        except PlaywrightTimeout:
+            log.lines.append(f"upload attempt {attempt} of {path.name}: not listed")
+    page.screenshot(path=str(REPO / "outputs" / "space_upload_failure.png"), full_page=True)
+    raise AssertionError(f"{path.name} never appeared in {component}; the page's log:\n{log}")
+
+
 def test_browser_upload_predict_and_screenshot(server, browser, pieces, tmp_path):
+    (REPO / "outputs").mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    log = PageLog(page)
     page.goto(server, wait_until="domcontentloaded")
     page.locator("#predict-button").wait_for(timeout=BROWSER_WAIT_MS)
     assert "UNTRAINED" in page.locator("#model-note").inner_text()
 
-    page.locator("#midi-input input[type=file]").set_input_files(str(pieces["midi"]))
-    page.get_by_text(pieces["midi"].name).first.wait_for(timeout=BROWSER_WAIT_MS)
+    upload(page, "#midi-input", pieces["midi"], log)
     page.locator("#predict-button").click()
     page.locator("#quadrant-label").get_by_text(LABEL_TEXT).first.wait_for(timeout=BROWSER_WAIT_MS)
     page.locator("#summary").get_by_text("pooled windows").wait_for(timeout=BROWSER_WAIT_MS)
@@ -279,8 +322,7 @@ def test_browser_upload_predict_and_screenshot(server, browser, pieces, tmp_path
 
     # a corrupt upload: the page shows the problem, and the next request still works
     page.locator("#midi-input button[aria-label='Clear']").first.click()
-    page.locator("#midi-input input[type=file]").set_input_files(str(pieces["corrupt"]))
-    page.get_by_text(pieces["corrupt"].name).first.wait_for(timeout=BROWSER_WAIT_MS)
+    upload(page, "#midi-input", pieces["corrupt"], log)
     page.locator("#predict-button").click()
     toast = page.get_by_test_id("toast-text").filter(has_text="corrupt.mid: not a readable MIDI file")
     toast.first.wait_for(timeout=BROWSER_WAIT_MS)

@@ -19,12 +19,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import statistics
 from pathlib import Path
 from typing import Any
 
 from .arguments import dataclass_from_namespace
 from .training import TrainingArguments, add_training_arguments, train
+
+logger = logging.getLogger(__name__)
 
 #: variant name -> TrainingArguments overrides
 ABLATIONS: dict[str, dict[str, Any]] = {
@@ -49,9 +52,17 @@ def suite_variants(suite: str, codebook_sizes: tuple[int, ...] = CODEBOOK_SIZES)
 
 
 def run_suite(
-    base: TrainingArguments, suite: str, seeds: int, codebook_sizes: tuple[int, ...] = CODEBOOK_SIZES
+    base: TrainingArguments,
+    suite: str,
+    seeds: int,
+    codebook_sizes: tuple[int, ...] = CODEBOOK_SIZES,
+    save_models: bool = False,
 ) -> dict:
-    """Train every variant of `suite` for `seeds` seeds (base.seed, base.seed + 1, ...); write tables and a plot."""
+    """Train every variant of `suite` for `seeds` seeds (base.seed, base.seed + 1, ...); write tables and a plot.
+
+    A run whose folder already holds the `metrics.json` of the same arguments is read back, not trained again, so
+    an interrupted suite goes on where it stopped. `save_models` also writes each run's model folder.
+    """
     output = Path(base.output_dir)
     runs: list[dict[str, Any]] = []
     for variant, overrides in suite_variants(suite, codebook_sizes).items():
@@ -59,9 +70,9 @@ def run_suite(
             seed = base.seed + offset
             folder = output / slug(variant) / f"seed_{seed}"
             arguments = dataclasses.replace(
-                base, output_dir=str(folder), seed=seed, save_model=False, **overrides
+                base, output_dir=str(folder), seed=seed, save_model=save_models, **overrides
             )
-            metrics = train(arguments)
+            metrics = finished_run(arguments) or train(arguments)
             runs.append(
                 {
                     "variant": variant,
@@ -87,6 +98,21 @@ def run_suite(
     (output / "results.md").write_text(markdown_table(result))
     plot(result, output / f"{suite}.png")
     return result
+
+
+def finished_run(arguments: TrainingArguments) -> dict[str, Any] | None:
+    """The metrics of a run already done with exactly these arguments (and its model, if one is asked for)."""
+    folder = Path(arguments.output_dir)
+    path = folder / "metrics.json"
+    if not path.exists():
+        return None
+    metrics = json.loads(path.read_text())
+    if metrics.get("arguments") != json.loads(json.dumps(dataclasses.asdict(arguments))):
+        return None
+    if arguments.save_model and not (folder / "model.safetensors").exists():
+        return None
+    logger.info("%s: done before with the same arguments, read back", folder)
+    return metrics
 
 
 def slug(name: str) -> str:
@@ -180,6 +206,11 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
         default=CODEBOOK_SIZES,
         help="P grid of the codebook sweep, comma-separated (8,16,32,64,128,256)",
     )
+    parser.add_argument(
+        "--save-models",
+        action="store_true",
+        help="also write each run's model folder (default: metrics only)",
+    )
     add_training_arguments(parser)
 
 
@@ -189,7 +220,9 @@ def experiment_command(namespace: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     base = dataclass_from_namespace(TrainingArguments, namespace)
-    result = run_suite(base, namespace.suite, namespace.seeds, namespace.codebook_sizes)
+    result = run_suite(
+        base, namespace.suite, namespace.seeds, namespace.codebook_sizes, save_models=namespace.save_models
+    )
     print(markdown_table(result))
     print(f"written to {base.output_dir}: results.json, results.md, {namespace.suite}.png")
     return 0

@@ -91,9 +91,13 @@ class CrossAttentionBlock(nn.Module):
     Shapes: query `[B, Lq, H]`, context `[B, Lk, H]`, context_mask `[B, Lk]` (True on real positions) -> `[B, Lq, H]`.
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, dropout: float) -> None:
+    def __init__(
+        self, hidden_size: int, num_heads: int, dropout: float, attention_dropout: float = 0.0
+    ) -> None:
         super().__init__()
-        self.attention = nn.MultiheadAttention(hidden_size, num_heads, dropout=dropout, batch_first=True)
+        self.attention = nn.MultiheadAttention(
+            hidden_size, num_heads, dropout=attention_dropout, batch_first=True
+        )
         self.dropout = nn.Dropout(dropout)
         self.layer_norm = nn.LayerNorm(hidden_size)
 
@@ -138,10 +142,10 @@ class PoolingVQFusion(nn.Module):
             )
         if self.uses_audio and self.uses_midi:
             self.audio_queries_midi = CrossAttentionBlock(
-                hidden, config.fusion_num_heads, config.fusion_dropout
+                hidden, config.fusion_num_heads, config.fusion_dropout, config.fusion_attention_dropout
             )
             self.midi_queries_audio = CrossAttentionBlock(
-                hidden, config.fusion_num_heads, config.fusion_dropout
+                hidden, config.fusion_num_heads, config.fusion_dropout, config.fusion_attention_dropout
             )
 
     @property

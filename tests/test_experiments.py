@@ -69,3 +69,26 @@ def test_codebook_sweep_runs_on_shared_features(tmp_path):
     assert "| P=4 |" in (output / "results.md").read_text()
     # 16 + 8 + 8 clips were encoded once and shared by all four runs
     assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 32
+
+    # Run again: every run is read back from its metrics.json (same arguments), none is trained again.
+    stamps = {path: path.stat().st_mtime_ns for path in output.glob("*/seed_*/metrics.json")}
+    assert len(stamps) == 4
+    assert main(argv) == 0
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+    assert json.loads((output / "results.json").read_text())["runs"] == result["runs"]
+
+
+def test_a_finished_run_is_reused_only_with_the_same_arguments(tmp_path):
+    from dataclasses import asdict, replace
+
+    from poolingvq.experiments import finished_run
+    from poolingvq.training import TrainingArguments
+
+    arguments = TrainingArguments(output_dir=str(tmp_path), seed=7, save_model=False)
+    assert finished_run(arguments) is None  # nothing there yet
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({"test": {"accuracy": 0.5}, "arguments": asdict(arguments)})
+    )
+    assert finished_run(arguments)["test"]["accuracy"] == 0.5
+    assert finished_run(replace(arguments, seed=8)) is None  # other arguments: train again
+    assert finished_run(replace(arguments, save_model=True)) is None  # a model is asked for and absent

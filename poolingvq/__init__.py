@@ -26,6 +26,7 @@ from .logmel_poolingvq import LogMelEncoder
 from .midibert_poolingvq import MidiBertModel
 from .modeling_poolingvq import MusicEmotionOutput, PoolingVQForMusicEmotion
 from .pipeline_music_emotion import MusicEmotionPipeline
+from .predict import EMBEDDED_MODEL_DIR, embedded_model_dir
 from .processing_poolingvq import PoolingVQProcessor
 from .quantization_poolingvq import POOLING_RULES, PoolingVQQuantizer
 from .tokenization_poolingvq import CPMidiTokenizer
@@ -37,10 +38,12 @@ AutoModel.register(MidiBertConfig, MidiBertModel, exist_ok=True)
 AutoModelForAudioClassification.register(PoolingVQConfig, PoolingVQForMusicEmotion, exist_ok=True)
 AutoFeatureExtractor.register(PoolingVQConfig, PoolingVQFeatureExtractor, exist_ok=True)
 AutoProcessor.register(PoolingVQConfig, PoolingVQProcessor, exist_ok=True)
+# `pipeline("music-emotion")` without a model runs the model shipped inside the package (issue 7), when there is one.
 PIPELINE_REGISTRY.register_pipeline(
     "music-emotion",
     pipeline_class=MusicEmotionPipeline,
     pt_model=AutoModelForAudioClassification,
+    default={"model": (str(EMBEDDED_MODEL_DIR), "main")} if embedded_model_dir() else None,
     type="multimodal",
 )
 

@@ -316,7 +316,10 @@ class PoolingVQConfig(PreTrainedConfig):
             fields = {
                 "audio_config": {"model_type": "poolingvq_logmel"},
                 "midi_config": dict(OFFLINE_MIDI_CONFIG),
-                "fusion_hidden_size": 256,
+                # 128 wide: 2.3x faster to train than 256 on CPU (the cross-attention dominates an epoch on cached
+                # features) and still more capacity than EMOPIA's 767 training clips use at 256 (train loss falls
+                # while validation loss rises after a few epochs).
+                "fusion_hidden_size": 128,
                 "fusion_num_heads": 4,
             }
         else:

@@ -57,15 +57,24 @@ def run_suite(
     seeds: int,
     codebook_sizes: tuple[int, ...] = CODEBOOK_SIZES,
     save_models: bool = False,
+    variants: tuple[str, ...] | None = None,
 ) -> dict:
     """Train every variant of `suite` for `seeds` seeds (base.seed, base.seed + 1, ...); write tables and a plot.
 
     A run whose folder already holds the `metrics.json` of the same arguments is read back, not trained again, so
-    an interrupted suite goes on where it stopped. `save_models` also writes each run's model folder.
+    an interrupted suite goes on where it stopped, and a suite split over machines or processes with `variants`
+    (a subset of the suite's names) is gathered into one table by a last run without it. `save_models` also writes
+    each run's model folder.
     """
     output = Path(base.output_dir)
     runs: list[dict[str, Any]] = []
-    for variant, overrides in suite_variants(suite, codebook_sizes).items():
+    chosen = suite_variants(suite, codebook_sizes)
+    if variants:
+        unknown = sorted(set(variants) - set(chosen))
+        if unknown:
+            raise ValueError(f"--variants: {unknown} not in the {suite} suite, which has {list(chosen)}")
+        chosen = {name: overrides for name, overrides in chosen.items() if name in variants}
+    for variant, overrides in chosen.items():
         for offset in range(seeds):
             seed = base.seed + offset
             folder = output / slug(variant) / f"seed_{seed}"
@@ -207,6 +216,12 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
         help="P grid of the codebook sweep, comma-separated (8,16,32,64,128,256)",
     )
     parser.add_argument(
+        "--variants",
+        type=lambda text: tuple(name.strip() for name in text.split(",")),
+        default=None,
+        help="only these variants of the suite, comma-separated (default: all of them)",
+    )
+    parser.add_argument(
         "--save-models",
         action="store_true",
         help="also write each run's model folder (default: metrics only)",
@@ -221,7 +236,12 @@ def experiment_command(namespace: argparse.Namespace) -> int:
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     base = dataclass_from_namespace(TrainingArguments, namespace)
     result = run_suite(
-        base, namespace.suite, namespace.seeds, namespace.codebook_sizes, save_models=namespace.save_models
+        base,
+        namespace.suite,
+        namespace.seeds,
+        namespace.codebook_sizes,
+        save_models=namespace.save_models,
+        variants=namespace.variants,
     )
     print(markdown_table(result))
     print(f"written to {base.output_dir}: results.json, results.md, {namespace.suite}.png")

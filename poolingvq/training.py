@@ -596,6 +596,20 @@ def _tensorboard_available() -> bool:
 # ---------------------------------------------------------------------------------------------------------- card
 
 
+def encoder_note(args: TrainingArguments) -> str:
+    """What the model card says the frozen encoders are."""
+    if args.model_init == "offline":
+        midi = (
+            f"a small MIDI-BERT pre-trained here (`{args.midi_encoder}`, from `poolingvq pretrain-midi`)"
+            if args.midi_encoder
+            else "a small MIDI-BERT with random, untrained weights"
+        )
+        return f"The encoders are a log-mel front end (no learned weights, not MERT) and {midi}"
+    if args.model_init in PRESETS:
+        return f"The encoders are the `{args.model_init}` preset with random, untrained weights"
+    return f"The encoders are those of `{args.model_init}` (MERT-v1-95M and MIDI-BERT after import-weights)"
+
+
 def write_model_card(
     folder: Path, args: TrainingArguments, metrics: dict[str, Any], config: PoolingVQConfig
 ) -> None:
@@ -670,7 +684,7 @@ classify({{"audio": "song.wav", "midi": "song.mid"}})
 
 - Audio {"from " + args.audio_dir if args.audio_dir else "synthesized from the MIDI with a General MIDI soundfont"}:
   real recordings sound different; expect a drop on them.
-- {"The encoders are " + ("MERT-v1-95M and MIDI-BERT" if args.model_init not in PRESETS else f"the `{args.model_init}` preset with random, untrained weights")}; the metrics above hold only for this setting.
+- {encoder_note(args)}; the metrics above hold only for this setting.
 - {dataset_name}'s test split is small ({test["count"]} clips): a few clips move the accuracy by several points.
 """
     (folder / "README.md").write_text(content)

@@ -36,6 +36,7 @@ from poolingvq.demo import (  # noqa: E402
     write_examples,
 )
 from poolingvq.examples import write_example_midi  # noqa: E402
+from poolingvq.predict import embedded_model_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "space"
@@ -97,7 +98,8 @@ def test_prediction_gives_label_summing_to_one_and_three_figures(pieces):
     assert rules_ax.images[0].get_array().shape == (1, windows)
     assert frames / windows == pytest.approx(3, rel=0.05)  # window stride 3
     assert f"{frames} audio frames → {windows} pooled windows" in summary
-    assert "UNTRAINED" in summary  # the session's default model is untrained, and the page says so
+    # the default model is the embedded one, or an untrained tiny model, and the page says which
+    assert ("UNTRAINED" in summary) == (embedded_model_dir() is None)
     notes, _ = read_piano_roll(pieces["midi"], 60.0)
     assert len(roll.axes[0].collections[0].get_segments()) == len(notes["pitch"]) > 0
 
@@ -300,7 +302,9 @@ def test_browser_upload_predict_and_screenshot(server, browser, pieces, tmp_path
     log = PageLog(page)
     page.goto(server, wait_until="domcontentloaded")
     page.locator("#predict-button").wait_for(timeout=BROWSER_WAIT_MS)
-    assert "UNTRAINED" in page.locator("#model-note").inner_text()
+    note = page.locator("#model-note").inner_text()
+    assert ("UNTRAINED" in note) == (embedded_model_dir() is None)
+    assert embedded_model_dir() is None or "poolingvq-emopia" in note
 
     upload(page, "#midi-input", pieces["midi"], log)
     page.locator("#predict-button").click()

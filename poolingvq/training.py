@@ -596,6 +596,13 @@ def _tensorboard_available() -> bool:
 # ---------------------------------------------------------------------------------------------------------- card
 
 
+def encoder_shape(encoder_config: Any) -> str:
+    """`layers x width` of a transformer encoder's config; the mel bins of the log-mel front end."""
+    if getattr(encoder_config, "model_type", None) == "poolingvq_logmel":
+        return f"log-mel ({encoder_config.num_mel_bins} bins, hop {encoder_config.hop_length})"
+    return f"{encoder_config.num_hidden_layers} x {encoder_config.hidden_size}"
+
+
 def encoder_note(args: TrainingArguments) -> str:
     """What the model card says the frozen encoders are."""
     if args.model_init == "offline":
@@ -663,8 +670,8 @@ trained with the paper's recipe on {dataset_name}'s `{args.config}` split ({metr
 | test (evaluated once) | {test["count"]} | {test["accuracy"]:.3f} | {test["macro_f1"]:.3f} |
 
 Configuration: pooling `{config.pooling}`, modalities `{config.modalities}`, codebook size {config.codebook_size},
-audio encoder {config.audio_config.num_hidden_layers} x {config.audio_config.hidden_size}, MIDI encoder
-{config.midi_config.num_hidden_layers} x {config.midi_config.hidden_size} (initialised from `{args.model_init}`).
+audio encoder {encoder_shape(config.audio_config)}, MIDI encoder {encoder_shape(config.midi_config)}
+(initialised from `{args.model_init}`).
 
 ## Use
 

@@ -1,4 +1,4 @@
-"""The README's Python example runs as written, on a saved tiny model and files the test writes."""
+"""The README's Python example runs as written (on the embedded model), on files the test writes."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
 
-from poolingvq import PoolingVQConfig, PoolingVQForMusicEmotion, PoolingVQProcessor
 from poolingvq.examples import write_example_midi
+from poolingvq.predict import EMBEDDED_MODEL_DIR
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -20,10 +19,7 @@ def python_blocks(text: str) -> list[str]:
 
 
 def test_readme_usage_example_runs(tmp_path, monkeypatch):
-    torch.manual_seed(0)
-    config = PoolingVQConfig.from_preset("tiny")
-    PoolingVQForMusicEmotion(config).save_pretrained(tmp_path / "model")
-    PoolingVQProcessor.for_model(config).save_pretrained(tmp_path / "model")
+    """As written: `pipeline("music-emotion")` without a model, i.e. on the embedded model."""
     for name, quadrant in (("song.mid", "Q1"), ("a.mid", "Q2"), ("b.mid", "Q3")):
         write_example_midi(tmp_path / name, quadrant, seconds=4)
     t = np.arange(3 * 22050) / 22050
@@ -33,7 +29,8 @@ def test_readme_usage_example_runs(tmp_path, monkeypatch):
     blocks = python_blocks(README.read_text())
     usage = next(block for block in blocks if 'pipeline("music-emotion"' in block)
     namespace: dict = {}
-    exec(compile(usage.replace("path/to/model", str(tmp_path / "model")), "README.md", "exec"), namespace)
+    exec(compile(usage, "README.md", "exec"), namespace)
     classify = namespace["classify"]
+    assert Path(classify.model.name_or_path) == EMBEDDED_MODEL_DIR
     scores = classify({"audio": "song.mp3", "midi": "song.mid"})
     assert abs(sum(s["score"] for s in scores) - 1) < 1e-5

@@ -119,3 +119,17 @@ def test_classification_metrics_by_hand():
     assert metrics["per_class_f1"] == pytest.approx({"Q1": 0.5, "Q2": 2 / 3, "Q3": 1.0, "Q4": 2 / 3})
     assert metrics["macro_f1"] == pytest.approx((0.5 + 2 / 3 + 1 + 2 / 3) / 4)
     assert metrics["confusion_matrix"][0] == [1, 1, 0, 0]
+
+
+def test_model_card_of_a_log_mel_model_names_its_encoders(tmp_path):
+    from poolingvq import PoolingVQConfig
+    from poolingvq.training import write_model_card
+
+    split = {"accuracy": 0.5, "macro_f1": 0.45, "count": 10}
+    metrics = {"train_clips": 40, "best_epoch": 3, "validation": split, "test": split}
+    args = arguments(tmp_path, tmp_path, model_init="offline", midi_encoder="runs/midibert-small")
+    write_model_card(tmp_path, args, metrics, PoolingVQConfig.from_preset("offline"))
+    card = (tmp_path / "README.md").read_text()
+    assert "audio encoder log-mel (128 bins, hop 320)" in card
+    assert "a small MIDI-BERT pre-trained here (`runs/midibert-small`" in card
+    assert "| test (evaluated once) | 10 | 0.500 | 0.450 |" in card

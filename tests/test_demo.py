@@ -169,7 +169,9 @@ def test_space_folder_is_a_gradio_space():
     card = metadata_load(SPACE / "README.md")
     assert card["sdk"] == "gradio" and (SPACE / card["app_file"]).exists()
     assert card["sdk_version"].split(".")[0] == gr.__version__.split(".")[0]  # the major version tested here
-    assert "models" not in card  # the embedded model has no Hub id yet: the card must not name one it doesn't run
+    assert (
+        "models" not in card
+    )  # the embedded model has no Hub id yet: the card must not name one it doesn't run
     requirements = (SPACE / "requirements.txt").read_text().split()
     assert "poolingvq" in requirements and any(r.startswith("matplotlib") for r in requirements)
 
@@ -267,7 +269,9 @@ class PageLog:
         page.on("crash", lambda _: self.lines.append("the page's renderer crashed"))
         page.on(
             "requestfailed",
-            lambda request: self.lines.append(f"request failed: {request.method} {request.url} ({request.failure})"),
+            lambda request: self.lines.append(
+                f"request failed: {request.method} {request.url} ({request.failure})"
+            ),
         )
 
     def __str__(self) -> str:
@@ -288,7 +292,9 @@ def upload(page, component: str, path: Path, log: PageLog, attempts: int = 3) ->
     for attempt in range(1, attempts + 1):
         page.locator(f"{component} input[type=file]").set_input_files(str(path))
         try:
-            page.get_by_text(path.name).first.wait_for(timeout=20_000 if attempt < attempts else BROWSER_WAIT_MS)
+            page.get_by_text(path.name).first.wait_for(
+                timeout=20_000 if attempt < attempts else BROWSER_WAIT_MS
+            )
             return
         except PlaywrightTimeout:
             log.lines.append(f"upload attempt {attempt} of {path.name}: not listed")

@@ -169,9 +169,8 @@ def test_space_folder_is_a_gradio_space():
     card = metadata_load(SPACE / "README.md")
     assert card["sdk"] == "gradio" and (SPACE / card["app_file"]).exists()
     assert card["sdk_version"].split(".")[0] == gr.__version__.split(".")[0]  # the major version tested here
-    assert (
-        "models" not in card
-    )  # the embedded model has no Hub id yet: the card must not name one it doesn't run
+    # the embedded model has no Hub id yet: the card must not name one it doesn't run
+    assert "models" not in card
     requirements = (SPACE / "requirements.txt").read_text().split()
     assert "poolingvq" in requirements and any(r.startswith("matplotlib") for r in requirements)
 

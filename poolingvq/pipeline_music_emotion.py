@@ -133,9 +133,13 @@ class MusicEmotionPipeline(Pipeline):
         return dict(batch)
 
     def _check_audio_length(self, samples: int, source: Any) -> None:
-        """Refuse audio shorter than one encoder frame: MERT's conv stack would fail on it with a RuntimeError."""
+        """Refuse audio shorter than one encoder frame: MERT's conv stack would fail on it with a RuntimeError, and
+        the log-mel front end would give a frame mostly made of padding."""
         audio_config = self.model.config.audio_config
-        shortest = conv_receptive_field(audio_config.conv_kernel, audio_config.conv_stride)
+        if hasattr(audio_config, "conv_kernel"):
+            shortest = conv_receptive_field(audio_config.conv_kernel, audio_config.conv_stride)
+        else:  # log-mel: one hop
+            shortest = audio_config.hop_length
         if samples < shortest:
             rate = self.processor.sampling_rate
             raise PoolingVQInputError(

@@ -356,3 +356,19 @@ def test_receptive_field_of_mert_is_400_samples():
     config = PoolingVQConfig.from_preset("paper").audio_config
     assert conv_receptive_field(config.conv_kernel, config.conv_stride) == 400
     assert conv_receptive_field([3, 3], [2, 2]) == 1 + 2 + 2 * 2
+
+
+def test_a_log_mel_model_names_audio_shorter_than_one_hop(tmp_path):
+    torch.manual_seed(0)
+    config = PoolingVQConfig.from_preset("tiny", audio_config={"model_type": "poolingvq_logmel"})
+    model = PoolingVQForMusicEmotion(config).eval()
+    model.save_pretrained(tmp_path / "logmel")
+    PoolingVQProcessor.for_model(config).save_pretrained(tmp_path / "logmel")
+    classify, _ = load_pipeline(tmp_path / "logmel")
+    midi = write_example_midi(tmp_path / "piece.mid", "Q2", seconds=4)
+    with pytest.raises(PoolingVQInputError, match="too short: 319 samples.*at least 320"):
+        classify({"audio": tone(RATE)[:319], "sampling_rate": RATE, "midi": str(midi)})
+    scores = classify(
+        {"audio": tone(RATE), "sampling_rate": RATE, "midi": str(midi)}
+    )  # and it goes on working
+    assert abs(sum(s["score"] for s in scores) - 1) < 1e-5

@@ -44,7 +44,9 @@ def copy_json(source: Path, target: Path) -> None:
     target.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
-def embed(run: Path, ablation: Path, vgmidi: Path, pretraining: Path, out: Path) -> Path:
+def embed(
+    run: Path, ablation: Path, vgmidi: Path, pretraining: Path, audio_comparison: Path, out: Path
+) -> Path:
     weights = run / "model.safetensors"
     if not weights.exists():
         raise FileNotFoundError(f"{weights}: the run has no model (train it with save_model on)")
@@ -60,6 +62,7 @@ def embed(run: Path, ablation: Path, vgmidi: Path, pretraining: Path, out: Path)
     shutil.copy(ablation / "ablation.png", out / "ablation.png")
     copy_json(vgmidi / "metrics.json", out / "vgmidi_metrics.json")
     copy_json(pretraining / "pretraining_metrics.json", out / "midi_pretraining_metrics.json")
+    copy_json(audio_comparison, out / "audio_encoder_comparison.json")
     (out / "example_predictions.json").write_text(json.dumps(example_predictions(out), indent=2) + "\n")
     (out / "README.md").write_text(model_card(out))
     return out
@@ -88,7 +91,8 @@ def read(folder: Path, name: str) -> dict[str, Any]:
 def command_line(arguments: dict[str, Any], program: str) -> str:
     """The command that ran with these arguments (defaults included, so it does not depend on them)."""
     skip = {"resume", "data_dir", "output_dir", "cache_dir", "logging_dir"}
-    parts = []
+    # the machine's own paths give way to placeholders
+    parts = [f"--data-dir DATA/{arguments['dataset']}", "--output-dir OUT", "--cache-dir CACHE"]
     for key, value in arguments.items():
         if key in skip or value is None:
             continue
@@ -177,6 +181,13 @@ def model_card(folder: Path) -> str:
         f"| {name} | {heldout['accuracy_per_class'][name]:.3f} | {heldout['baseline_accuracy_per_class'][name]:.3f} |"
         for name in heldout["accuracy_per_class"]
     )
+    comparison_data = read(folder, "audio_encoder_comparison.json")
+    encoders = {name: row for name, row in comparison_data.items() if isinstance(row, dict)}
+    encoder_rows = "\n".join(
+        f"| {name} | {row['parameters']:,} | {row['validation']['accuracy']:.3f} / {row['validation']['macro_f1']:.3f} "
+        f"| {row['test']['accuracy']:.3f} / {row['test']['macro_f1']:.3f} |"
+        for name, row in encoders.items()
+    )
     midi = config["midi_config"]
     audio = config["audio_config"]
     examples = read(folder, "example_predictions.json")
@@ -251,6 +262,21 @@ like each quadrant, not data the model was trained or tested on):
 {comparison} The shipped model is the `all` run with seed {metrics["arguments"]["seed"]}, chosen before any result
 was seen (`ablation_results.json` has every run; `ablation.png` plots the table).
 
+## Why log-mel: measured against the alternative
+
+Without a download, a MERT-shaped encoder can only have random weights. Both candidates are frozen; a linear probe
+(logistic regression on each clip's mean and standard deviation of frames, {comparison_data["train_clips"]} EMOPIA
+training clips, C chosen on validation; `experiments/compare_audio_encoders.py`) measures how much of the emotion
+their frames carry:
+
+| audio encoder | parameters | validation acc / macro-F1 | test acc / macro-F1 |
+| --- | --- | --- | --- |
+{encoder_rows}
+
+The same probe is also a ceiling check for this model: PoolingVQ with its fusion does not get much beyond what a
+linear model reads off the frozen features, so the features (synthesized audio through log-mel, a MIDI-BERT
+pre-trained for 37 CPU-minutes) are what limit it, not the quantizer or the fusion.
+
 ## The MIDI encoder's pre-training
 
 Masked compound-word prediction on held-out pieces ({heldout["masked_tokens"]} masked tokens), against always
@@ -293,9 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pretraining", type=Path, required=True, help="the pre-trained MIDI encoder's folder"
     )
+    parser.add_argument(
+        "--audio-comparison", type=Path, required=True, help="compare_audio_encoders.py's JSON file"
+    )
     parser.add_argument("--out", type=Path, default=Path("poolingvq/embedded/poolingvq-emopia"))
     args = parser.parse_args(argv)
-    out = embed(args.run, args.ablation, args.vgmidi, args.pretraining, args.out)
+    out = embed(args.run, args.ablation, args.vgmidi, args.pretraining, args.audio_comparison, args.out)
     size = (out / "model.safetensors").stat().st_size / 2**20
     print(f"embedded {args.run} into {out} ({size:.1f} MiB of weights); card: {out / 'README.md'}")
     return 0

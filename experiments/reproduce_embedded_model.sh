@@ -8,7 +8,7 @@
 # (about 16 min converting music21 once, then 37 min); 2. EMOPIA ablation suite, 6 variants x 3 seeds (the first
 # run also synthesizes and encodes the 1051 clips once, about 25 min); its `all` run with the first seed (42) is the
 # shipped model, fixed before any result was seen; 3. VGMIDI, the full method, one seed; 4. the package folder and
-# its card, written from the runs' JSON files alone.
+# its card, written from the runs' JSON files alone (with 3b, a linear probe comparing audio encoders).
 # Each step is skipped when its result is there, and the suite reads back finished runs, so an interrupted script
 # goes on where it stopped. One torch thread per process: the runs are small, and with 2 threads OpenMP spin-waits
 # cost more than they give (benchmarks/README). Numbers may differ in the last digits on other CPUs.
@@ -38,6 +38,13 @@ if [ ! -f "$WORK/vgmidi/metrics.json" ]; then
   poolingvq train --dataset vgmidi --data-dir "$DATA/vgmidi" --output-dir "$WORK/vgmidi" "${COMMON[@]}"
 fi
 
+# 3b. the audio encoder, measured against the alternative (log-mel vs MERT's architecture with random weights)
+if [ ! -f "$WORK/audio_encoder_comparison.json" ]; then
+  python experiments/compare_audio_encoders.py --data-dir "$DATA/emopia" --cache-dir "$WORK/features" \
+    --midi-encoder "$WORK/midibert-small" --output-dir "$WORK"
+fi
+
 # 4. into the package, with its card
 python experiments/embed_model.py --run "$WORK/emopia-ablation/all/seed_$SEED" \
-  --ablation "$WORK/emopia-ablation" --vgmidi "$WORK/vgmidi" --pretraining "$WORK/midibert-small" --out "$OUT"
+  --ablation "$WORK/emopia-ablation" --vgmidi "$WORK/vgmidi" --pretraining "$WORK/midibert-small" \
+  --audio-comparison "$WORK/audio_encoder_comparison.json" --out "$OUT"

@@ -173,6 +173,18 @@ def model_card(folder: Path) -> str:
             f"against {without_vq:.3f}). With log-mel frames rather than MERT's, the codes carry less of the music "
             "and the pooling has less to work with; we report it as measured."
         )
+    best_variant = max(summary, key=lambda name: summary[name]["test_macro_f1_mean"])
+    midi_only = summary.get("MIDI only", {}).get("test_macro_f1_mean")
+    if best_variant != "all":
+        comparison += (
+            f" The best variant on mean test macro-F1 is **{best_variant}** "
+            f"({summary[best_variant]['test_macro_f1_mean']:.3f}), not the full method."
+        )
+    if midi_only is not None and with_vq is not None and midi_only > with_vq:
+        comparison += (
+            " The log-mel audio of synthesized piano adds noise rather than information to this small MIDI-BERT's "
+            "view of the score; with MERT's features the paper finds the opposite."
+        )
     references = "\n".join(
         f"| {name} | {accuracy:.3f} | {macro_f1:.3f} |" for name, (accuracy, macro_f1) in REFERENCES.items()
     )

@@ -92,3 +92,11 @@ def test_a_finished_run_is_reused_only_with_the_same_arguments(tmp_path):
     assert finished_run(arguments)["test"]["accuracy"] == 0.5
     assert finished_run(replace(arguments, seed=8)) is None  # other arguments: train again
     assert finished_run(replace(arguments, save_model=True)) is None  # a model is asked for and absent
+
+
+def test_variants_must_belong_to_the_suite(tmp_path):
+    from poolingvq.experiments import run_suite
+    from poolingvq.training import TrainingArguments
+
+    with pytest.raises(ValueError, match=r"\['MIDI alone'\] not in the ablation suite"):
+        run_suite(TrainingArguments(output_dir=str(tmp_path)), "ablation", 1, variants=("all", "MIDI alone"))

@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -116,12 +117,27 @@ def finished_run(arguments: TrainingArguments) -> dict[str, Any] | None:
     if not path.exists():
         return None
     metrics = json.loads(path.read_text())
-    if metrics.get("arguments") != json.loads(json.dumps(dataclasses.asdict(arguments))):
+    wanted = json.loads(json.dumps(dataclasses.asdict(arguments)))
+    if comparable(metrics.get("arguments") or {}) != comparable(wanted):
         return None
     if arguments.save_model and not (folder / "model.safetensors").exists():
         return None
     logger.info("%s: done before with the same arguments, read back", folder)
     return metrics
+
+
+#: TrainingArguments fields that may name a file or folder: compared as the place they resolve to, so that
+#: `../shared/data/emopia` and `/work/shared/data/emopia` are the same argument (from the current directory)
+PATH_FIELDS = ("data_dir", "audio_dir", "model_init", "output_dir", "midi_encoder", "cache_dir", "soundfont")
+
+
+def comparable(arguments: dict[str, Any]) -> dict[str, Any]:
+    resolved = dict(arguments)
+    for name in PATH_FIELDS:
+        value = resolved.get(name)
+        if isinstance(value, str) and os.path.exists(value):
+            resolved[name] = os.path.realpath(value)
+    return resolved
 
 
 def slug(name: str) -> str:

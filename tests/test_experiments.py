@@ -91,6 +91,17 @@ def test_a_finished_run_is_reused_only_with_the_same_arguments(tmp_path):
     )
     assert finished_run(arguments)["test"]["accuracy"] == 0.5
     assert finished_run(replace(arguments, seed=8)) is None  # other arguments: train again
+    # the same folder spelt another way is the same argument
+    (tmp_path / "data").mkdir()
+    arguments = replace(arguments, data_dir=str(tmp_path / "data"))
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({"test": {"accuracy": 0.5}, "arguments": asdict(arguments)})
+    )
+    assert (
+        finished_run(replace(arguments, data_dir=str(tmp_path / "data" / ".." / "data")))["test"]["accuracy"]
+        == 0.5
+    )
+    assert finished_run(replace(arguments, data_dir=str(tmp_path))) is None
     assert finished_run(replace(arguments, save_model=True)) is None  # a model is asked for and absent
 
 

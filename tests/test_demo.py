@@ -289,7 +289,7 @@ def upload(page, component: str, path: Path, log: PageLog, attempts: int = 3) ->
 
     page.wait_for_load_state("networkidle", timeout=BROWSER_WAIT_MS)
     for attempt in range(1, attempts + 1):
-        page.locator(f"{component} input[type=file]").set_input_files(str(path))
+        page.locator(f"{component} input[type=file]").set_input_files(str(path), timeout=BROWSER_WAIT_MS)
         try:
             page.get_by_text(path.name).first.wait_for(
                 timeout=20_000 if attempt < attempts else BROWSER_WAIT_MS
@@ -330,7 +330,9 @@ def test_browser_upload_predict_and_screenshot(server, browser, pieces, tmp_path
     print(f"screenshot of the Space: {screenshot} (copied to {outputs / 'space_screenshot.png'})")
 
     # a corrupt upload: the page shows the problem, and the next request still works
-    page.locator("#midi-input button[aria-label='Clear']").first.click()
+    # (on a fresh page: clearing the file component and uploading again raced with its re-render in a CI rehearsal)
+    page.goto(server, wait_until="domcontentloaded")
+    page.locator("#predict-button").wait_for(timeout=BROWSER_WAIT_MS)
     upload(page, "#midi-input", pieces["corrupt"], log)
     page.locator("#predict-button").click()
     toast = page.get_by_test_id("toast-text").filter(has_text="corrupt.mid: not a readable MIDI file")

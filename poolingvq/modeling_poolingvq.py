@@ -116,7 +116,8 @@ class PoolingVQFusion(nn.Module):
 
     Stage 1 lets every pooled audio window gather the notes that explain it; stage 2 reads the piece in the MIDI's
     own order, each token asking the note-aware audio what it sounded like. The stage-2 sequence is averaged over
-    real tokens into one vector per piece.
+    real tokens into one vector per piece; with `fusion_readout="both"` the stage-1 sequence, averaged over real
+    windows, is concatenated to it (see [`PoolingVQConfig`] for why).
 
     Each modality is layer-normalised, then projected to `fusion_hidden_size`. The encoders differ in scale
     (MERT's averaged hidden states, MIDI-BERT's output, log-mel frames near 0.7 with a spread of 0.07 between
@@ -130,6 +131,7 @@ class PoolingVQFusion(nn.Module):
         super().__init__()
         hidden = config.fusion_hidden_size
         self.modalities = config.modalities
+        self.readout = config.fusion_readout
         if self.uses_audio:
             self.audio_projection = nn.Sequential(
                 nn.LayerNorm(config.audio_config.hidden_size),
@@ -163,7 +165,8 @@ class PoolingVQFusion(nn.Module):
         midi: torch.Tensor | None,
         midi_mask: torch.Tensor | None,
     ) -> torch.Tensor:
-        """audio `[B, W, Da]` + mask `[B, W]`, midi `[B, L, Dm]` + mask `[B, L]` -> one vector per piece `[B, H]`."""
+        """audio `[B, W, Da]` + mask `[B, W]`, midi `[B, L, Dm]` + mask `[B, L]` -> one vector per piece
+        `[B, config.fused_size]` (H, or 2H for the `"both"` readout)."""
         if self.modalities == "audio":
             return masked_mean(self.audio_projection(audio), audio_mask)
         if self.modalities == "midi":
@@ -172,7 +175,10 @@ class PoolingVQFusion(nn.Module):
         midi = self.midi_projection(midi)
         audio_with_notes = self.audio_queries_midi(audio, midi, midi_mask)  # [B, W, H]
         midi_with_sound = self.midi_queries_audio(midi, audio_with_notes, audio_mask)  # [B, L, H]
-        return masked_mean(midi_with_sound, midi_mask)
+        piece = masked_mean(midi_with_sound, midi_mask)
+        if self.readout == "both":
+            piece = torch.cat([masked_mean(audio_with_notes, audio_mask), piece], dim=-1)  # [B, 2H]
+        return piece
 
 
 class PoolingVQPreTrainedModel(PreTrainedModel):
@@ -227,7 +233,7 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
         midi_encoder: [`MidiBertModel`] (frozen by default).
         quantizer: [`PoolingVQQuantizer`] (None in the MIDI-only ablation).
         fusion: [`PoolingVQFusion`].
-        classifier: dropout + the fully connected head, `fusion_hidden_size -> num_labels`.
+        classifier: dropout + the fully connected head, `config.fused_size -> num_labels`.
     """
 
     def __init__(self, config: PoolingVQConfig) -> None:
@@ -254,7 +260,7 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
             )
         self.fusion = PoolingVQFusion(config)
         self.classifier = nn.Sequential(
-            nn.Dropout(config.classifier_dropout), nn.Linear(config.fusion_hidden_size, config.num_labels)
+            nn.Dropout(config.classifier_dropout), nn.Linear(config.fused_size, config.num_labels)
         )
         if config.freeze_encoders:
             self.audio_encoder.requires_grad_(False)

@@ -130,6 +130,10 @@ class TrainingArguments:
     pooling: str | None = field(default=None, metadata={"help": "ablation: poolingvq, avg, max, none"})
     modalities: str | None = field(default=None, metadata={"help": "ablation: audio+midi, audio, midi"})
     codebook_size: int | None = field(default=None, metadata={"help": "P (default: the preset's)"})
+    fusion_readout: str | None = field(
+        default=None,
+        metadata={"help": "what the head reads: midi (stage 2) or both stages (default: the preset's)"},
+    )
     max_audio_seconds: float | None = field(
         default=None, metadata={"help": "audio crop (default: the preset's 60 s)"}
     )
@@ -147,6 +151,7 @@ class TrainingArguments:
             "pooling": self.pooling,
             "modalities": self.modalities,
             "codebook_size": self.codebook_size,
+            "fusion_readout": self.fusion_readout,
             "max_audio_seconds": self.max_audio_seconds,
         }
         return {key: value for key, value in overrides.items() if value is not None}
@@ -361,6 +366,41 @@ def evaluate(model: Any, loader: DataLoader, accelerator: Any) -> dict[str, Any]
     return metrics
 
 
+#: the inputs of one modality in a batch of cached features
+MODALITY_INPUTS = {
+    "audio": ("audio_features", "audio_features_mask"),
+    "midi": ("midi_features", "midi_features_mask"),
+}
+
+
+@torch.no_grad()
+def modality_reliance(model: Any, loader: DataLoader, accelerator: Any) -> dict[str, float] | None:
+    """How much the predictions rest on each modality: the mean total-variation distance between a clip's
+    predicted quadrant distribution and the one it gets when that modality's input is another clip's (the batch
+    rolled by one), the other modality kept. 0: the modality is ignored; up to 1: it decides alone.
+
+    Accuracy cannot tell a fusion that uses both modalities from one that learnt to ignore one of them; this can.
+    None for single-modality models (and for a loader of one-clip batches, where nothing can be swapped).
+    """
+    if accelerator.unwrap_model(model).config.modalities != "audio+midi":
+        return None
+    model.eval()
+    distances: dict[str, list[torch.Tensor]] = {name: [] for name in MODALITY_INPUTS}
+    for batch in loader:
+        if len(batch["labels"]) < 2:
+            continue
+        inputs = {key: value for key, value in batch.items() if key != "labels"}
+        probabilities = model(**inputs).logits.float().softmax(-1)
+        for name, keys in MODALITY_INPUTS.items():
+            swapped = {**inputs, **{key: inputs[key].roll(1, dims=0) for key in keys}}
+            other = model(**swapped).logits.float().softmax(-1)
+            distance = 0.5 * (probabilities - other).abs().sum(-1)  # [B]
+            distances[name].append(accelerator.gather_for_metrics(distance).cpu())
+    if not distances["audio"]:
+        return None
+    return {name: float(torch.cat(values).mean()) for name, values in distances.items()}
+
+
 # ---------------------------------------------------------------------------------------------------------- run
 
 
@@ -520,6 +560,9 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     unwrapped.load_state_dict(load_file(best_path), strict=False)
     val_metrics = evaluate(model, val_loader, accelerator)
     test_metrics = evaluate(model, test_loader, accelerator)
+    reliance = modality_reliance(model, test_loader, accelerator)
+    if reliance is not None:
+        test_metrics["modality_reliance"] = reliance
     metrics = {
         "dataset": args.dataset,
         "config": args.config,
@@ -655,6 +698,14 @@ def write_model_card(
         if value is not None and value is not False and key != "resume"
     )
     test, val = metrics["test"], metrics["validation"]
+    reliance = test.get("modality_reliance")
+    reliance_note = (
+        "\nHow much the test predictions rest on each modality (the mean total-variation distance between a clip's "
+        "predicted distribution and the one it gets with that input taken from another clip; 0 = ignored): "
+        f"audio {reliance['audio']:.3f}, MIDI {reliance['midi']:.3f}.\n"
+        if reliance
+        else ""
+    )
     content = f"""---
 {card_data.to_yaml()}
 ---
@@ -671,8 +722,8 @@ trained with the paper's recipe on {dataset_name}'s `{args.config}` split ({metr
 
 Configuration: pooling `{config.pooling}`, modalities `{config.modalities}`, codebook size {config.codebook_size},
 audio encoder {encoder_shape(config.audio_config)}, MIDI encoder {encoder_shape(config.midi_config)}
-(initialised from `{args.model_init}`).
-
+(initialised from `{args.model_init}`), fusion read-out `{config.fusion_readout}`.
+{reliance_note}
 ## Use
 
 ```python
@@ -709,6 +760,9 @@ def train_command(namespace: argparse.Namespace) -> int:
     print(
         f"test accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f} (best epoch {metrics['best_epoch']})"
     )
+    if "modality_reliance" in test:
+        reliance = test["modality_reliance"]
+        print(f"modality reliance (0 = ignored): audio {reliance['audio']:.3f}, MIDI {reliance['midi']:.3f}")
     return 0
 
 

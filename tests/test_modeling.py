@@ -144,6 +144,30 @@ def test_ablations_run_on_their_own_inputs(inputs, overrides, needs):
         )
 
 
+def test_both_stages_readout_gives_audio_a_direct_path_to_the_head():
+    midi_only_readout = tiny_model()
+    both = tiny_model(fusion_readout="both")
+    hidden = both.config.fusion_hidden_size
+    assert midi_only_readout.classifier[1].in_features == hidden
+    assert both.classifier[1].in_features == both.config.fused_size == 2 * hidden
+    assert tiny_model(modalities="audio", fusion_readout="both").config.fused_size == hidden  # one stage only
+    generator = torch.Generator().manual_seed(2)
+    audio, midi = torch.randn(2, 30, 32, generator=generator), torch.randn(2, 12, 32, generator=generator)
+    audio_mask = torch.arange(30)[None] < torch.tensor([[30], [21]])
+    midi_mask = torch.arange(12)[None] < torch.tensor([[12], [9]])
+    fusion = both.fusion
+    with torch.no_grad():
+        piece = fusion(audio, audio_mask, midi, midi_mask)
+        audio_with_notes = fusion.audio_queries_midi(
+            fusion.audio_projection(audio), fusion.midi_projection(midi), midi_mask
+        )
+    assert piece.shape == (2, 2 * hidden)
+    for b, length in enumerate((30, 21)):  # the first half: stage 1 averaged over each clip's real windows
+        torch.testing.assert_close(piece[b, :hidden], audio_with_notes[b, :length].mean(0))
+    with pytest.raises(ValueError, match="fusion_readout"):
+        PoolingVQConfig(fusion_readout="concat")
+
+
 def test_config_presets_and_validation():
     paper = PoolingVQConfig.from_preset("paper")
     assert paper.audio_config.hidden_size == 768 and paper.audio_config.num_hidden_layers == 12

@@ -10,7 +10,13 @@ import torch
 import yaml
 
 from poolingvq.predict import load_pipeline
-from poolingvq.training import TrainingArguments, build_model, classification_metrics, train
+from poolingvq.training import (
+    TrainingArguments,
+    build_model,
+    classification_metrics,
+    modality_reliance,
+    train,
+)
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(
@@ -64,6 +70,8 @@ def test_tiny_model_trains_on_real_clips_and_its_loss_falls(uninterrupted):
     assert abs(sum(shares) - 1) < 1e-6
     assert 2.5 < metrics["history"][-1]["train/compression_ratio"] < 3.1
     assert json.loads((output / "metrics.json").read_text())["test"] == metrics["test"]
+    reliance = metrics["test"]["modality_reliance"]
+    assert set(reliance) == {"audio", "midi"} and all(0 <= value <= 1 for value in reliance.values())
 
 
 @needs_data
@@ -133,3 +141,32 @@ def test_model_card_of_a_log_mel_model_names_its_encoders(tmp_path):
     assert "audio encoder log-mel (128 bins, hop 320)" in card
     assert "a small MIDI-BERT pre-trained here (`runs/midibert-small`" in card
     assert "| test (evaluated once) | 10 | 0.500 | 0.450 |" in card
+
+
+def test_modality_reliance_measures_what_swapping_an_input_changes():
+    from accelerate import Accelerator
+
+    from poolingvq import PoolingVQConfig, PoolingVQForMusicEmotion
+
+    torch.manual_seed(0)
+    model = PoolingVQForMusicEmotion(PoolingVQConfig.from_preset("tiny", fusion_readout="both")).eval()
+    generator = torch.Generator().manual_seed(0)
+    shared_audio = torch.randn(1, 30, 32, generator=generator).expand(4, -1, -1)  # every clip sounds the same
+    batch = {
+        "audio_features": shared_audio,
+        "audio_features_mask": torch.ones(4, 30, dtype=torch.bool),
+        "midi_features": torch.randn(4, 12, 32, generator=generator),
+        "midi_features_mask": torch.ones(4, 12, dtype=torch.bool),
+        "labels": torch.zeros(4, dtype=torch.long),
+    }
+    reliance = modality_reliance(model, [batch], Accelerator(cpu=True))
+    assert reliance["audio"] == 0.0  # another clip's audio is the same audio
+    with torch.no_grad():
+        inputs = {key: value for key, value in batch.items() if key != "labels"}
+        p = model(**inputs).logits.softmax(-1)
+        swapped = {**inputs, "midi_features": inputs["midi_features"].roll(1, 0)}
+        q = model(**swapped).logits.softmax(-1)
+    assert reliance["midi"] == pytest.approx(float(0.5 * (p - q).abs().sum(-1).mean()), rel=1e-5)
+    assert reliance["midi"] > 0
+    midi_only = PoolingVQForMusicEmotion(PoolingVQConfig.from_preset("tiny", modalities="midi"))
+    assert modality_reliance(midi_only, [batch], Accelerator(cpu=True)) is None

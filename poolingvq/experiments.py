@@ -91,6 +91,7 @@ def run_suite(
                     "test_macro_f1": metrics["test"]["macro_f1"],
                     "val_macro_f1": metrics["validation"]["macro_f1"],
                     "best_epoch": metrics["best_epoch"],
+                    **reliance_of(metrics),
                     **overrides,
                 }
             )
@@ -144,6 +145,12 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
 
+def reliance_of(metrics: dict[str, Any]) -> dict[str, float]:
+    """`audio_reliance` and `midi_reliance` of a two-modality run's test predictions (none for the others)."""
+    reliance = metrics["test"].get("modality_reliance") or {}
+    return {f"{modality}_reliance": value for modality, value in reliance.items()}
+
+
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean and sample standard deviation of the test metrics per variant (std 0 for a single seed)."""
     summary: dict[str, dict[str, float]] = {}
@@ -154,6 +161,9 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             values = [run[metric] for run in mine]
             entry[f"{metric}_mean"] = statistics.fmean(values)
             entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        for metric in ("audio_reliance", "midi_reliance"):
+            if all(metric in run for run in mine):
+                entry[f"{metric}_mean"] = statistics.fmean(run[metric] for run in mine)
         summary[variant] = entry
     return summary
 
@@ -162,14 +172,24 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines = [
         f"# {result['suite']} on {result['dataset']} ({result['config']} split), {result['seeds']} seed(s)",
         "",
-        "| variant | test accuracy | test macro-F1 |",
-        "| --- | --- | --- |",
+        "| variant | test accuracy | test macro-F1 | reliance on audio / MIDI |",
+        "| --- | --- | --- | --- |",
     ]
     for variant, entry in result["summary"].items():
+        reliance = (
+            f"{entry['audio_reliance_mean']:.3f} / {entry['midi_reliance_mean']:.3f}"
+            if "audio_reliance_mean" in entry
+            else "–"
+        )
         lines.append(
             f"| {variant} | {entry['test_accuracy_mean']:.3f} ± {entry['test_accuracy_std']:.3f} "
-            f"| {entry['test_macro_f1_mean']:.3f} ± {entry['test_macro_f1_std']:.3f} |"
+            f"| {entry['test_macro_f1_mean']:.3f} ± {entry['test_macro_f1_std']:.3f} | {reliance} |"
         )
+    lines += [
+        "",
+        "Reliance: the mean change (total variation) of a test clip's predicted distribution when that modality's "
+        "input is another clip's; 0 means the model ignores it.",
+    ]
     return "\n".join(lines) + "\n"
 
 

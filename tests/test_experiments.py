@@ -33,8 +33,20 @@ def test_suites_name_the_papers_variants():
 
 def test_summary_is_mean_and_sample_std():
     runs = [
-        {"variant": "all", "test_accuracy": 0.5, "test_macro_f1": 0.4},
-        {"variant": "all", "test_accuracy": 0.7, "test_macro_f1": 0.6},
+        {
+            "variant": "all",
+            "test_accuracy": 0.5,
+            "test_macro_f1": 0.4,
+            "audio_reliance": 0.1,
+            "midi_reliance": 0.3,
+        },
+        {
+            "variant": "all",
+            "test_accuracy": 0.7,
+            "test_macro_f1": 0.6,
+            "audio_reliance": 0.2,
+            "midi_reliance": 0.4,
+        },
         {"variant": "MIDI only", "test_accuracy": 0.3, "test_macro_f1": 0.2},
     ]
     summary = summarise(runs)
@@ -44,7 +56,10 @@ def test_summary_is_mean_and_sample_std():
     table = markdown_table(
         {"suite": "ablation", "dataset": "emopia", "config": "paper", "seeds": 2, "summary": summary}
     )
-    assert "| all | 0.600 ± 0.141 | 0.500 ± 0.141 |" in table
+    assert summary["all"]["audio_reliance_mean"] == pytest.approx(0.15)
+    assert "audio_reliance_mean" not in summary["MIDI only"]
+    assert "| all | 0.600 ± 0.141 | 0.500 ± 0.141 | 0.150 / 0.350 |" in table
+    assert "| MIDI only | 0.300 ± 0.000 | 0.200 ± 0.000 | – |" in table
 
 
 @pytest.mark.skipif(

@@ -6,7 +6,8 @@
 The last step of `experiments/reproduce_embedded_model.sh`. Copied into `--out`: the model (`config.json`,
 `model.safetensors`) and its processor files from `--run`; the run's `metrics.json`; the ablation suite's
 `results.json` and plot (`ablation_results.json`, `ablation.png`); the VGMIDI run's `metrics.json`
-(`vgmidi_metrics.json`); the MIDI pre-training's `pretraining_metrics.json` (`midi_pretraining_metrics.json`).
+(`vgmidi_metrics.json`); the MIDI pre-training's `pretraining_metrics.json` (`midi_pretraining_metrics.json`); the
+ablation runs' reliance on each modality (`modality_reliance.json`, from `experiments/modality_reliance.py`).
 Then `README.md` is written by `model_card(folder)` from those JSON files, so every figure in the card is one
 that a run measured; `tests/test_embedded_model.py` writes the card again from the shipped files and checks that
 it is unchanged.
@@ -59,6 +60,7 @@ def embed(
     for source in sorted(run.glob("*.json")):
         copy_json(source, out / source.name)
     copy_json(ablation / "results.json", out / "ablation_results.json")
+    copy_json(ablation / "modality_reliance.json", out / "modality_reliance.json")
     shutil.copy(ablation / "ablation.png", out / "ablation.png")
     copy_json(vgmidi / "metrics.json", out / "vgmidi_metrics.json")
     copy_json(pretraining / "pretraining_metrics.json", out / "midi_pretraining_metrics.json")
@@ -221,6 +223,23 @@ def model_card(folder: Path) -> str:
         + " |"
         for quadrant, scores in examples.items()
     )
+    reliance = read(folder, "modality_reliance.json")
+    reliance_rows = "\n".join(
+        f"| {variant} | {entry['runs']} | {entry['audio_mean']:.3f} | {entry['midi_mean']:.3f} |"
+        for variant, entry in reliance["summary"].items()
+    )
+    seed = metrics["arguments"]["seed"]
+    shipped = next(run for run in reliance["runs"] if run["variant"] == "all" and run["seed"] == seed)
+    readout = config.get("fusion_readout", "midi")
+    ignored_audio_note = ""
+    if shipped["audio"] < 0.05:
+        ignored_audio_note = (
+            "Every audio+MIDI variant rests on the MIDI: from the log-mel frames of synthesized piano, training on "
+            f"{metrics['train_clips']} clips takes little that MIDI-BERT's view of the score does not already give. "
+            "The cues that only the audio carries (loudness, tempo in seconds) therefore barely count. With "
+            f"read-out `{readout}`, audio reaches the head only through stage 2's attention, averaged over "
+            'hundreds of windows; `fusion_readout="both"` also gives the head the stage-1 (audio) sequence.'
+        )
     per_class = " / ".join(f"{label} {score:.2f}" for label, score in test["per_class_f1"].items())
     return f"""---
 {card_data.to_yaml()}
@@ -285,6 +304,21 @@ like each quadrant, not data the model was trained or tested on):
 
 {comparison} The shipped model is the `all` run with seed {metrics["arguments"]["seed"]}, chosen before any result
 was seen (`ablation_results.json` has every run; `ablation.png` plots the table).
+
+## What the model listens to
+
+Accuracy cannot tell a fusion that uses both inputs from one that ignores one of them. For each test clip we
+compare the predicted quadrant distribution with the one it gets when one input is another clip's (the batch rolled
+by one), and report the mean total-variation distance: 0 means that input is ignored
+(`experiments/modality_reliance.py`; `poolingvq train` now reports it for every new run):
+
+| variant | runs | reliance on audio | reliance on MIDI |
+| --- | --- | --- | --- |
+{reliance_rows}
+
+The shipped model (fusion read-out `{readout}`) rests on MIDI ({shipped["midi"]:.3f}) and
+{"practically ignores its audio" if shipped["audio"] < 0.05 else "also uses its audio"} ({shipped["audio"]:.3f}).
+{ignored_audio_note}
 
 ## Why log-mel: measured against the alternative
 

@@ -8,7 +8,8 @@
 # (about 16 min converting music21 once, then 37 min); 2. EMOPIA ablation suite, 6 variants x 3 seeds (the first
 # run also synthesizes and encodes the 1051 clips once, about 25 min); its `all` run with the first seed (42) is the
 # shipped model, fixed before any result was seen; 3. VGMIDI, the full method, one seed; 4. the package folder and
-# its card, written from the runs' JSON files alone (with 3b, a linear probe comparing audio encoders).
+# its card, written from the runs' JSON files alone (with 2b, each run's reliance on audio and on MIDI, and 3b, a
+# linear probe comparing audio encoders).
 # Each step is skipped when its result is there, and the suite reads back finished runs, so an interrupted script
 # goes on where it stopped. One torch thread per process: the runs are small, and with 2 threads OpenMP spin-waits
 # cost more than they give (benchmarks/README). Numbers may differ in the last digits on other CPUs.
@@ -32,6 +33,11 @@ fi
 # 2. EMOPIA (paper split): the ablation suite; the `all` runs keep their model folders
 poolingvq experiment --dataset emopia --data-dir "$DATA/emopia" --suite ablation --seeds 3 --save-models \
   --output-dir "$WORK/emopia-ablation" "${COMMON[@]}"
+
+# 2b. how much each saved audio+MIDI run rests on each modality (re-measured whenever the suite has changed)
+if [ ! "$WORK/emopia-ablation/modality_reliance.json" -nt "$WORK/emopia-ablation/results.json" ]; then
+  python experiments/modality_reliance.py --experiment "$WORK/emopia-ablation" --cache-dir "$WORK/features"
+fi
 
 # 3. VGMIDI (paper split): the full method
 if [ ! -f "$WORK/vgmidi/metrics.json" ]; then

@@ -26,15 +26,12 @@ import datasets
 import numpy as np
 import pytest
 import soundfile
+from shared_data import DATA_DIR, needs_data
 from symusic import Note, Score, Track
 
 from dataset_scripts import EmopiaBuilder, VgmidiBuilder, common
 from poolingvq.errors_poolingvq import PoolingVQInputError
 
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_data = pytest.mark.skipif(
-    not DATA_DIR.exists(), reason="../shared/data (EMOPIA/VGMIDI/MIDI-BERT reference data) is absent"
-)
 QUADRANTS = ["Q1", "Q2", "Q3", "Q4"]
 # (valence, arousal) -> quadrant, written out here rather than taken from the builders
 QUADRANT_OF_SIGNS = {(1, 1): "Q1", (0, 1): "Q2", (0, 0): "Q3", (1, 0): "Q4"}

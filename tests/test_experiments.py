@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from shared_data import DATA_DIR, needs_emopia
 
 from poolingvq.cli import main
 from poolingvq.experiments import ABLATIONS, markdown_table, suite_variants, summarise
-
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def test_suites_name_the_papers_variants():
@@ -62,9 +61,7 @@ def test_summary_is_mean_and_sample_std():
     assert "| MIDI only | 0.300 ± 0.000 | 0.200 ± 0.000 | – |" in table
 
 
-@pytest.mark.skipif(
-    not (DATA_DIR / "emopia").exists(), reason="../shared/data (EMOPIA reference data) is absent"
-)
+@needs_emopia
 def test_codebook_sweep_runs_on_shared_features(tmp_path):
     output = tmp_path / "sweep"
     argv = [
@@ -128,9 +125,7 @@ def test_variants_must_belong_to_the_suite(tmp_path):
         run_suite(TrainingArguments(output_dir=str(tmp_path)), "ablation", 1, variants=("all", "MIDI alone"))
 
 
-@pytest.mark.skipif(
-    not (DATA_DIR / "emopia").exists(), reason="../shared/data (EMOPIA reference data) is absent"
-)
+@needs_emopia
 def test_reliance_script_remeasures_what_training_reported(tmp_path):
     """experiments/modality_reliance.py rebuilds a saved run's test batches and gets the figure `train` wrote."""
     import subprocess

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from shared_data import DATA_DIR, needs_data
 from symusic import Note, Score, Tempo, Track
 from torch.utils.data import DataLoader
 
@@ -43,7 +44,6 @@ from poolingvq.quantization_poolingvq import sample_frames
 from poolingvq.synthesis_poolingvq import default_soundfont_path, synthesize_midi
 from poolingvq.tokenization_poolingvq import CPMidiTokenizer
 
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 #: Audio is cropped to 2 s: the 3-s clips then all have the same length and share one MERT pass.
 CROP_SECONDS = 2.0
 #: Cached features are fp16: a value and its recomputation may round one fp16 step apart (2^-10 relative).
@@ -438,9 +438,7 @@ def test_codebook_start_uses_a_seeded_half_and_a_bounded_stream(clips, tmp_path,
 
 
 @pytest.mark.real_data
-@pytest.mark.skipif(
-    not DATA_DIR.exists(), reason="../shared/data (EMOPIA/VGMIDI/MIDI-BERT reference data) is absent"
-)
+@needs_data
 def test_real_emopia_clips(tmp_path):
     midis = sorted((DATA_DIR / "emopia" / "midis").glob("*.mid"))[:10]
     clips = [{"id": path.stem, "midi_path": str(path)} for path in midis]

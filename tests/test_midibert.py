@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from shared_data import DATA_DIR, needs_data
 
 from poolingvq.configuration_poolingvq import MidiBertConfig, PoolingVQConfig
 from poolingvq.midibert_poolingvq import MidiBertModel, MidiBertSelfAttention, relative_key_query_scores
 
 MAX_POSITIONS = 512
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def tiny_midi_config(**overrides) -> MidiBertConfig:
@@ -160,9 +159,7 @@ def test_save_and_load_round_trip(tmp_path) -> None:
 
 
 @pytest.mark.real_data
-@pytest.mark.skipif(
-    not DATA_DIR.exists(), reason="../shared/data (EMOPIA/VGMIDI/MIDI-BERT reference data) is absent"
-)
+@needs_data
 def test_midibert_padding_of_real_emopia_rows_is_ignored() -> None:
     """MIDI-BERT's own EMOPIA token rows, padded to 512 with its PAD row: the real tokens' outputs are those of
     the unpadded row, and the PAD row is exactly what the default mask recognises."""

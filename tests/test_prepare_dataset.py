@@ -10,12 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile
 from huggingface_hub import DatasetCard
+from shared_data import DATA_DIR, needs_data
 from symusic import Note, Score, Track
 
 from dataset_scripts.prepare import add_prepare_dataset_arguments, prepare_dataset_command
 from poolingvq.errors_poolingvq import PoolingVQInputError
 
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CLIPS = {"train": ["Q1_songa_0", "Q2_songb_0", "Q3_songc_0"], "val": ["Q4_songd_0"], "test": ["Q1_songe_0"]}
 
 
@@ -99,9 +99,7 @@ def test_unknown_config_is_an_input_error(tmp_path: Path) -> None:
         prepare_dataset_command(args)
 
 
-@pytest.mark.skipif(
-    not DATA_DIR.exists(), reason="../shared/data (EMOPIA/VGMIDI/MIDI-BERT reference data) is absent"
-)
+@needs_data
 def test_real_vgmidi_paper_from_a_namespace(tmp_path: Path) -> None:
     args = argparse.Namespace(
         dataset="vgmidi",

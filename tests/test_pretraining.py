@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from shared_data import DATA_DIR, needs_data
 
 from poolingvq.configuration_poolingvq import TINY_MIDI_CONFIG, MidiBertConfig
 from poolingvq.midibert_poolingvq import MidiBertModel
@@ -35,11 +36,6 @@ from poolingvq.pretraining import (
     tokenize_pieces,
 )
 from poolingvq.tokenization_poolingvq import CP_VOCAB_SIZES, PAD_TOKEN, CPMidiTokenizer, load_score
-
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_data = pytest.mark.skipif(
-    not DATA_DIR.exists(), reason="../shared/data (EMOPIA/VGMIDI/MIDI-BERT reference data) is absent"
-)
 
 
 def random_rows(num_rows: int, length: int, seed: int) -> torch.Tensor:

@@ -4,23 +4,18 @@ every kind of bad input, a 100,000-note piece, random MIDIs and random bytes, an
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
 import symusic
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shared_data import DATA_DIR, needs_data
 
 from poolingvq import tokenization_poolingvq as tokenization
 from poolingvq.cli import main
 from poolingvq.errors_poolingvq import PoolingVQInputError
 from poolingvq.tokenization_poolingvq import CP_VOCAB_SIZES, PAD_TOKEN, CPMidiTokenizer
-
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_data = pytest.mark.skipif(
-    not DATA_DIR.exists(), reason="../shared/data (EMOPIA/VGMIDI/MIDI-BERT reference data) is absent"
-)
 
 # (onset tick, duration ticks, pitch)
 Note = tuple[int, int, int]

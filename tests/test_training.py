@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from shared_data import DATA_DIR, needs_emopia
 
 from poolingvq.predict import load_pipeline
 from poolingvq.training import (
@@ -16,12 +17,6 @@ from poolingvq.training import (
     classification_metrics,
     modality_reliance,
     train,
-)
-
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_data = pytest.mark.skipif(
-    not (DATA_DIR / "emopia").exists(),
-    reason="../shared/data (EMOPIA/VGMIDI/MIDI-BERT reference data) is absent",
 )
 
 
@@ -59,7 +54,7 @@ def uninterrupted(tmp_path_factory, cache_dir) -> tuple[Path, dict]:
     return output, train(arguments(output, cache_dir))
 
 
-@needs_data
+@needs_emopia
 def test_tiny_model_trains_on_real_clips_and_its_loss_falls(uninterrupted):
     output, metrics = uninterrupted
     losses = [epoch["train/loss"] for epoch in metrics["history"]]
@@ -74,7 +69,7 @@ def test_tiny_model_trains_on_real_clips_and_its_loss_falls(uninterrupted):
     assert set(reliance) == {"audio", "midi"} and all(0 <= value <= 1 for value in reliance.values())
 
 
-@needs_data
+@needs_emopia
 def test_output_folder_is_a_documented_loadable_model(uninterrupted):
     output, metrics = uninterrupted
     card = (output / "README.md").read_text()
@@ -93,7 +88,7 @@ def test_output_folder_is_a_documented_loadable_model(uninterrupted):
     assert abs(sum(s["score"] for s in scores) - 1) < 1e-5
 
 
-@needs_data
+@needs_emopia
 def test_resuming_from_a_mid_run_checkpoint_gives_the_same_result(uninterrupted, tmp_path, cache_dir):
     _, expected = uninterrupted
     interrupted = tmp_path / "interrupted"

@@ -35,11 +35,11 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from torch.utils.data import DataLoader
 
 from .arguments import add_dataclass_arguments, dataclass_from_namespace
 from .configuration_poolingvq import QUADRANT_LABELS, PoolingVQConfig
+from .metrics.music_emotion.music_emotion import music_emotion_scores
 from .midibert_poolingvq import MidiBertModel
 from .modeling_poolingvq import PoolingVQForMusicEmotion
 from .processing_poolingvq import PoolingVQProcessor
@@ -301,18 +301,9 @@ class TrainerState:
 
 
 def classification_metrics(labels: Sequence[int], predictions: Sequence[int]) -> dict[str, Any]:
-    """Accuracy, macro and weighted F1, per-class F1 and the confusion matrix over the four quadrants."""
-    classes = list(range(len(QUADRANT_LABELS)))
-    per_class = f1_score(labels, predictions, labels=classes, average=None, zero_division=0)
-    return {
-        "accuracy": float(accuracy_score(labels, predictions)),
-        "macro_f1": float(f1_score(labels, predictions, labels=classes, average="macro", zero_division=0)),
-        "weighted_f1": float(
-            f1_score(labels, predictions, labels=classes, average="weighted", zero_division=0)
-        ),
-        "per_class_f1": {name: float(value) for name, value in zip(QUADRANT_LABELS, per_class, strict=True)},
-        "confusion_matrix": confusion_matrix(labels, predictions, labels=classes).tolist(),
-    }
+    """Accuracy, macro and weighted F1, per-class F1 and the confusion matrix over the four quadrants: the
+    `music_emotion` metric's own computation, so a run's figures and the metric's cannot drift apart."""
+    return music_emotion_scores(predictions, labels, labels=QUADRANT_LABELS)
 
 
 class PoolingStatistics:

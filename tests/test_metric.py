@@ -1,7 +1,10 @@
-"""Tests of metrics/music_emotion/music_emotion.py: the `evaluate` metric, checked against scikit-learn."""
+"""Tests of poolingvq/metrics/music_emotion/: the `evaluate` metric, checked against scikit-learn; its Space (card
+YAML, app.py); its place in the package; training scoring with it."""
 
 from __future__ import annotations
 
+import fnmatch
+import importlib.util
 import json
 import os
 import subprocess
@@ -12,9 +15,17 @@ from pathlib import Path
 import evaluate
 import numpy as np
 import pytest
+import yaml
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-METRIC_DIR = Path(__file__).resolve().parents[1] / "metrics" / "music_emotion"
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    tomllib = None
+
+from poolingvq.metrics import MUSIC_EMOTION_METRIC_DIR as METRIC_DIR
+
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +112,52 @@ def test_loads_offline_from_its_folder(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     scores = json.loads(result.stdout.strip().splitlines()[-1])
     assert scores["accuracy"] == 0.75 and scores["confusion_matrix"][2] == [0, 0, 1, 1]
+
+
+def test_the_folder_is_a_space_as_evaluate_metrics_are() -> None:
+    card = (METRIC_DIR / "README.md").read_text()
+    header = yaml.safe_load(card.split("---")[1])
+    assert header["sdk"] == "gradio" and header["app_file"] == "app.py"
+    assert {"evaluate", "metric"} <= set(header["tags"])
+    assert (METRIC_DIR / header["app_file"]).is_file()
+    requirements = (METRIC_DIR / "requirements.txt").read_text().split()
+    assert "evaluate" in requirements and "scikit-learn" in requirements
+
+
+def test_the_app_scores_a_table_like_the_metric(metric: evaluate.EvaluationModule) -> None:
+    """The Space's form function on the table gradio hands it (a DataFrame of numbers, an empty last row)."""
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location("music_emotion_app", METRIC_DIR / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)  # builds the form, does not serve it
+    compute = app.demo.fns[0].fn
+    table = pd.DataFrame(
+        [[0.0, 0.0], [1.0, 1.0], [2.0, 3.0], [3.0, 3.0], ["", ""]], columns=["predictions", "references"]
+    )
+    assert compute(table) == metric.compute(predictions=[0, 1, 2, 3], references=[0, 1, 3, 3])
+
+
+def test_the_folder_ships_with_the_package() -> None:
+    """Every file of the folder matches the package data setuptools installs (a wheel carries it)."""
+    if tomllib is None:
+        pytest.skip("tomllib needs Python 3.11")
+    package_data = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["tool"]["setuptools"]
+    globs = package_data["package-data"]["poolingvq"]
+    package_dir = REPOSITORY / "poolingvq"
+    assert METRIC_DIR.parent.parent == package_dir
+    for path in METRIC_DIR.iterdir():
+        if path.is_file():
+            relative = path.relative_to(package_dir).as_posix()
+            assert any(fnmatch.fnmatch(relative, pattern) for pattern in globs), relative
+
+
+def test_training_scores_with_the_metric(metric: evaluate.EvaluationModule) -> None:
+    from poolingvq.training import classification_metrics
+
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 4, size=50).tolist()
+    predictions = rng.integers(0, 4, size=50).tolist()
+    assert classification_metrics(labels, predictions) == metric.compute(
+        predictions=predictions, references=labels
+    )

@@ -1,8 +1,11 @@
 """`music_emotion`: the scores of a music emotion classifier (accuracy, macro / weighted F1, F1 per class and
 the confusion matrix), as an `evaluate` metric.
 
-Load it from its folder, offline: `evaluate.load("path/to/metrics/music_emotion")`. The file stands alone (it is
-copied into evaluate's module cache), so it imports only evaluate, datasets, numpy and scikit-learn.
+Load it from its folder, offline: `evaluate.load(str(poolingvq.metrics.MUSIC_EMOTION_METRIC_DIR))` (the folder
+ships inside the package), or from a Space built from the folder. The file stands alone (evaluate copies it into
+its module cache; a Space runs it without this package), so it imports only evaluate, datasets, numpy and
+scikit-learn. `music_emotion_scores` is the computation itself: training calls it directly, so that the figures
+in a run's `metrics.json` and the metric's are one code.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ Returns:
     confusion_matrix (`list[list[int]]`): [num_labels, num_labels]; row = reference class, column = predicted.
 
 Examples:
-    >>> metric = evaluate.load("metrics/music_emotion")
+    >>> metric = evaluate.load("path/to/music_emotion")  # the folder of this file
     >>> metric.compute(predictions=[0, 1, 2, 3], references=[0, 1, 2, 2])["accuracy"]
     0.75
 """
@@ -109,26 +112,36 @@ class MusicEmotion(evaluate.Metric):
         labels: Sequence[str] | None = None,
         num_labels: int | None = None,
     ) -> dict:
-        names = class_names(labels, num_labels)
-        predicted = np.asarray(predictions, dtype=np.int64)
-        expected = np.asarray(references, dtype=np.int64)
-        if expected.size == 0:
-            raise ValueError("no predictions to score: predictions and references are empty")
-        check_class_ids("predictions", predicted, len(names))
-        check_class_ids("references", expected, len(names))
+        return music_emotion_scores(predictions, references, labels=labels, num_labels=num_labels)
 
-        # Every class is scored, even one absent from this batch, so that scores of different runs average
-        # over the same classes; zero_division=0 makes such a class score 0 without a warning.
-        class_ids = list(range(len(names)))
-        per_class = f1_score(expected, predicted, labels=class_ids, average=None, zero_division=0)
-        return {
-            "accuracy": float(accuracy_score(expected, predicted)),
-            "macro_f1": float(
-                f1_score(expected, predicted, labels=class_ids, average="macro", zero_division=0)
-            ),
-            "weighted_f1": float(
-                f1_score(expected, predicted, labels=class_ids, average="weighted", zero_division=0)
-            ),
-            "per_class_f1": {name: float(score) for name, score in zip(names, per_class, strict=True)},
-            "confusion_matrix": confusion_matrix(expected, predicted, labels=class_ids).tolist(),
-        }
+
+def music_emotion_scores(
+    predictions: Sequence[int],
+    references: Sequence[int],
+    labels: Sequence[str] | None = None,
+    num_labels: int | None = None,
+) -> dict:
+    """The metric's scores without evaluate's machinery (no cache file, no lock): what `compute` returns."""
+    names = class_names(labels, num_labels)
+    predicted = np.asarray(predictions, dtype=np.int64)
+    expected = np.asarray(references, dtype=np.int64)
+    if expected.size == 0:
+        raise ValueError("no predictions to score: predictions and references are empty")
+    if predicted.shape != expected.shape:
+        raise ValueError(f"{predicted.size} predictions but {expected.size} references")
+    check_class_ids("predictions", predicted, len(names))
+    check_class_ids("references", expected, len(names))
+
+    # Every class is scored, even one absent from this batch, so that scores of different runs average
+    # over the same classes; zero_division=0 makes such a class score 0 without a warning.
+    class_ids = list(range(len(names)))
+    per_class = f1_score(expected, predicted, labels=class_ids, average=None, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(expected, predicted)),
+        "macro_f1": float(f1_score(expected, predicted, labels=class_ids, average="macro", zero_division=0)),
+        "weighted_f1": float(
+            f1_score(expected, predicted, labels=class_ids, average="weighted", zero_division=0)
+        ),
+        "per_class_f1": {name: float(score) for name, score in zip(names, per_class, strict=True)},
+        "confusion_matrix": confusion_matrix(expected, predicted, labels=class_ids).tolist(),
+    }

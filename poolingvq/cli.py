@@ -16,10 +16,19 @@ def _add_import_weights(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import-weights", help="build a full PoolingVQ model from official MERT and MIDI-BERT weights"
     )
-    p.add_argument("--mert", required=True, help="an official MERT-v1-95M folder (config.json + weights)")
     p.add_argument(
-        "--midibert", required=True, help="an official MIDI-BERT checkpoint (.ckpt / .pth torch file)"
+        "--mert",
+        required=True,
+        help="MERT-v1-95M: a Hub repo id (m-a-p/MERT-v1-95M) or a local folder (config.json + weights)",
     )
+    p.add_argument(
+        "--midibert",
+        required=True,
+        help="MIDI-BERT: an official checkpoint (.ckpt / .pth), a MidiBertModel.save_pretrained folder, "
+        "or a Hub repo id holding either",
+    )
+    p.add_argument("--mert-revision", help="Hub branch, tag or commit of --mert (default: main)")
+    p.add_argument("--midibert-revision", help="Hub branch, tag or commit of --midibert (default: main)")
     p.add_argument("--out", required=True, help="folder to write the PoolingVQ model to")
     p.set_defaults(handler="poolingvq.weights:import_weights_command")
 
@@ -39,7 +48,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--audio", help="an audio file (wav, flac, ogg, mp3)")
     p.add_argument("--midi", help="a MIDI file (without --audio, the audio is synthesized from it)")
     p.add_argument("--example", choices=("Q1", "Q2", "Q3", "Q4"), help="write and classify an example piece")
-    p.add_argument("--model", help="a PoolingVQ model folder (default: the model embedded in the package)")
+    p.add_argument(
+        "--model", help="a PoolingVQ model folder or Hub repo id (default: the model embedded in the package)"
+    )
+    p.add_argument("--revision", help="Hub branch, tag or commit of --model (default: main)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler="poolingvq.predict:predict_command")
 
@@ -74,7 +86,10 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="launch the browser demo (the Hugging Face Space's app) on this machine")
-    p.add_argument("--model", help="a PoolingVQ model folder (default: the model embedded in the package)")
+    p.add_argument(
+        "--model", help="a PoolingVQ model folder or Hub repo id (default: the model embedded in the package)"
+    )
+    p.add_argument("--revision", help="Hub branch, tag or commit of --model (default: main)")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 serves the network)")
     p.add_argument("--port", type=int, help="port to serve on (default: 7860, or the next free one)")
     p.set_defaults(handler="poolingvq.demo:demo_command")

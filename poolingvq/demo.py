@@ -488,8 +488,18 @@ def launch_demo(
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    """`poolingvq demo [--model DIR] [--host H] [--port N]`: the Space's app, on this machine."""
-    demo = build_demo(getattr(args, "model", None))
+    """`poolingvq demo [--model DIR|REPO [--revision REV]] [--host H] [--port N]`: the Space's app, on this machine.
+
+    A `--model` is resolved (a Hub repo downloaded) before the server starts, so a wrong name fails here, in one
+    line, not later in the browser; with `--revision` the page offers that pinned snapshot's folder.
+    """
+    model, revision = getattr(args, "model", None), getattr(args, "revision", None)
+    if model is not None:
+        from .hub import resolve_model_dir
+
+        folder = resolve_model_dir(model, revision, flag="--model")
+        model = str(folder) if revision is not None else model
+    demo = build_demo(model)
     launch_demo(demo, host=getattr(args, "host", None) or "127.0.0.1", port=getattr(args, "port", None))
     return 0
 

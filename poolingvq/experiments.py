@@ -132,8 +132,18 @@ def finished_run(arguments: TrainingArguments) -> dict[str, Any] | None:
 PATH_FIELDS = ("data_dir", "audio_dir", "model_init", "output_dir", "midi_encoder", "cache_dir", "soundfont")
 
 
+#: TrainingArguments fields that change how a run is shown or allowed, never its result
+PRESENTATION_FIELDS = ("progress", "allow_random_encoders")
+
+
 def comparable(arguments: dict[str, Any]) -> dict[str, Any]:
-    resolved = dict(arguments)
+    """The arguments as compared: paths resolved, presentation fields left out, and unset (None) fields left out,
+    so that a run recorded before an optional flag existed still matches a run that does not give it."""
+    resolved = {
+        name: value
+        for name, value in arguments.items()
+        if value is not None and name not in PRESENTATION_FIELDS
+    }
     for name in PATH_FIELDS:
         value = resolved.get(name)
         if isinstance(value, str) and os.path.exists(value):

@@ -31,18 +31,22 @@ def describe_model(folder: Path) -> str:
     )
 
 
-def load_pipeline(model: str | Path | None = None, **kwargs: Any) -> tuple[Any, str]:
-    """A `"music-emotion"` pipeline on `model`, else on the embedded model, else on an UNTRAINED tiny model.
+def load_pipeline(
+    model: str | Path | None = None, revision: str | None = None, **kwargs: Any
+) -> tuple[Any, str]:
+    """A `"music-emotion"` pipeline on `model` (a folder, or a Hub repo id at `revision`), else on the embedded
+    model, else on an UNTRAINED tiny model.
 
     The pipeline runs this package's own classes (not the copies of the code in the model folder), so its errors
-    are `poolingvq.PoolingVQInputError`. Returns the pipeline and a description of the model it runs (which
-    says when the scores mean nothing).
+    are `poolingvq.PoolingVQInputError` (also for a model that cannot be found). Returns the pipeline and a
+    description of the model it runs (which says when the scores mean nothing).
     """
     from transformers import pipeline
 
+    from .hub import is_local, resolve_model_dir
     from .pipeline_music_emotion import MusicEmotionPipeline
 
-    folder = Path(model) if model is not None else embedded_model_dir()
+    folder = resolve_model_dir(model, revision, flag="--model") if model is not None else embedded_model_dir()
     if folder is not None:
         classify = pipeline(
             "music-emotion",
@@ -51,7 +55,10 @@ def load_pipeline(model: str | Path | None = None, **kwargs: Any) -> tuple[Any, 
             trust_remote_code=False,
             **kwargs,
         )
-        return classify, describe_model(folder)
+        description = describe_model(folder)
+        if model is not None and not is_local(model):  # a Hub repo: its id, then the cached snapshot it ran
+            description = f"{model} ({description})"
+        return classify, description
 
     from .configuration_poolingvq import PoolingVQConfig
     from .modeling_poolingvq import PoolingVQForMusicEmotion
@@ -86,7 +93,7 @@ def predict_command(args: argparse.Namespace) -> int:
     if audio is None and midi is None:
         print("poolingvq predict: give --audio and/or --midi (or --example Q1..Q4)", file=sys.stderr)
         return 2
-    classify, description = load_pipeline(args.model)
+    classify, description = load_pipeline(args.model, getattr(args, "revision", None))
     inputs = {key: value for key, value in (("audio", audio), ("midi", midi)) if value is not None}
     scores = classify(inputs)
     meanings = dict(QUADRANT_MEANINGS, **(getattr(classify.model.config, "label_meanings", None) or {}))

@@ -3,6 +3,10 @@
     poolingvq train --dataset emopia --data-dir ../shared/data/emopia --model-init paper --output-dir runs/emopia
     accelerate launch -m poolingvq.train --dataset emopia ...           # one GPU, several, or several machines
 
+Devices, process count and mixed precision are Accelerate's: `accelerate launch` flags, `accelerate config`, or the
+`ACCELERATE_*` environment; `--mixed-precision` overrides them only when given. Logs and progress bars (clips/s and
+ETA during feature extraction, every epoch and every evaluation) come from the main process only.
+
 One run:
 1. the data set's official split (`dataset_scripts`), audio from the user's folder or synthesized from the MIDI;
 2. the frozen encoders run once per clip into the feature cache (`features.py`), sharded over processes;
@@ -37,13 +41,16 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
+from . import provenance
 from .arguments import add_dataclass_arguments, dataclass_from_namespace
-from .configuration_poolingvq import QUADRANT_LABELS, PoolingVQConfig
+from .configuration_poolingvq import QUADRANT_LABELS, MidiBertConfig, PoolingVQConfig
+from .errors_poolingvq import PoolingVQInputError
+from .hub import resolve_model_dir, source_record
 from .metrics.music_emotion.music_emotion import music_emotion_scores
-from .midibert_poolingvq import MidiBertModel
 from .modeling_poolingvq import PoolingVQForMusicEmotion
 from .processing_poolingvq import PoolingVQProcessor
 from .quantization_poolingvq import POOLING_RULES
+from .weights import load_midibert
 
 logger = logging.getLogger("poolingvq.training")
 
@@ -72,15 +79,32 @@ class TrainingArguments:
     model_init: str = field(
         default="paper",
         metadata={
-            "help": "the frozen encoders: a preset (paper, offline, tiny) or a model folder (e.g. from import-weights)"
+            "help": "the frozen encoders: a preset (paper, offline, tiny), a model folder (e.g. from "
+            "import-weights) or a Hub repo id of one"
         },
+    )
+    model_init_revision: str | None = field(
+        default=None, metadata={"help": "Hub branch, tag or commit of --model-init (default: main)"}
     )
     output_dir: str = field(
         default="runs/poolingvq", metadata={"help": "where the model, metrics and card go"}
     )
     midi_encoder: str | None = field(
         default=None,
-        metadata={"help": "a MidiBertModel folder (e.g. from pretrain-midi) to use as the MIDI encoder"},
+        metadata={
+            "help": "the MIDI encoder to use instead of --model-init's: a MidiBertModel folder (e.g. from "
+            "pretrain-midi), an official MIDI-BERT checkpoint, or a Hub repo id of either"
+        },
+    )
+    midi_encoder_revision: str | None = field(
+        default=None, metadata={"help": "Hub branch, tag or commit of --midi-encoder (default: main)"}
+    )
+    allow_random_encoders: bool = field(
+        default=False,
+        metadata={
+            "help": "train even though an encoder holds random weights (a preset without import-weights): "
+            "for tests and benchmarks, not for results"
+        },
     )
     cache_dir: str | None = field(
         default=None, metadata={"help": "feature cache (default: ~/.cache/poolingvq)"}
@@ -97,8 +121,12 @@ class TrainingArguments:
     data_seed: int = field(
         default=0, metadata={"help": "seeds the --max-*-samples subsets (same clips for every seed)"}
     )
-    mixed_precision: str = field(
-        default="no", metadata={"help": "no, fp16 or bf16", "choices": ("no", "fp16", "bf16")}
+    mixed_precision: str | None = field(
+        default=None,
+        metadata={
+            "help": "no, fp16 or bf16 (default: Accelerate's, from accelerate launch / config, else no)",
+            "choices": ("no", "fp16", "bf16"),
+        },
     )
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "steps per optimizer update"})
     lr_head: float = field(default=1e-4, metadata={"help": "learning rate of the fusion and the head"})
@@ -126,6 +154,14 @@ class TrainingArguments:
     soundfont: str | None = field(
         default=None, metadata={"help": "a .sf2 for synthesized audio (default: General MIDI)"}
     )
+    extra_soundfonts: str | None = field(
+        default=None,
+        metadata={
+            "help": "comma-separated .sf2 files: each training clip without audio is also rendered with each of "
+            "them, one more training example per soundfont (validation and test: --soundfont only), so the "
+            "audio path does not learn one instrument's timbre"
+        },
+    )
     num_workers: int = 0
     pooling: str | None = field(default=None, metadata={"help": "ablation: poolingvq, avg, max, none"})
     modalities: str | None = field(default=None, metadata={"help": "ablation: audio+midi, audio, midi"})
@@ -144,6 +180,9 @@ class TrainingArguments:
     save_model: bool = field(default=True, metadata={"help": "write the final model folder"})
     logging_dir: str | None = field(
         default=None, metadata={"help": "tensorboard logs (default: output_dir/logs)"}
+    )
+    progress: bool = field(
+        default=True, metadata={"help": "show progress bars (main process, on a terminal only)"}
     )
 
     def config_overrides(self) -> dict[str, Any]:
@@ -205,32 +244,96 @@ def subset(items: Sequence[Any], count: int | None, seed: int) -> list[Any]:
 # ---------------------------------------------------------------------------------------------------------- model
 
 
+def model_init_dir(args: TrainingArguments) -> Path | None:
+    """The folder `--model-init` names (a Hub repo is downloaded into huggingface_hub's cache), None for a preset."""
+    if args.model_init in PRESETS:
+        return None
+    folder = resolve_model_dir(args.model_init, args.model_init_revision, flag="--model-init")
+    if not (folder / "config.json").is_file():
+        raise PoolingVQInputError(
+            f"--model-init {args.model_init}",
+            f"neither a preset ({', '.join(PRESETS)}) nor a model folder (no config.json in {folder})",
+        )
+    return folder
+
+
+def init_config(args: TrainingArguments, midi_config: MidiBertConfig | None = None) -> PoolingVQConfig:
+    """The run's model configuration, without building any weights: `--model-init`'s, the ablation flags on top
+    (and `midi_config` when `--midi-encoder` replaces the MIDI encoder), with the record of where each encoder's
+    weights come from (`provenance.py`): a preset's are random, a folder's are what its config.json says, and
+    `--midi-encoder`'s are that folder or checkpoint."""
+    overrides = args.config_overrides()
+    if midi_config is not None:
+        overrides["midi_config"] = midi_config.to_dict()
+    folder = model_init_dir(args)
+    if folder is None:
+        config = PoolingVQConfig.from_preset(args.model_init, **overrides)
+        provenance.set_encoder_weights(
+            config,
+            **{
+                name: provenance.random_weights(ENCODER_SEED)
+                for name, record in provenance.encoder_weights(config).items()
+                if record["kind"] != "none"  # the log-mel front end has no weights to draw
+            },
+        )
+    else:
+        config = PoolingVQConfig.from_pretrained(folder, **overrides)
+    if args.midi_encoder is not None:
+        path = resolve_model_dir(args.midi_encoder, args.midi_encoder_revision, flag="--midi-encoder")
+        provenance.set_encoder_weights(
+            config,
+            midi=provenance.pretrained(
+                "MIDI-BERT", "train --midi-encoder", **source_record(args.midi_encoder, path)
+            ),
+        )
+    return config
+
+
+def check_encoders_loaded(args: TrainingArguments, config: PoolingVQConfig) -> None:
+    """Refuse, in one line that says what to do, to train on encoders whose weights were never loaded, unless
+    `--allow-random-encoders`: the paper's numbers rest on MERT's and MIDI-BERT's pre-trained weights, and a
+    run on random ones would otherwise look like any other."""
+    not_loaded = provenance.encoders_not_loaded(config)
+    if not not_loaded or args.allow_random_encoders:
+        return
+    records = provenance.encoder_weights(config)
+    names = {"audio": "the audio encoder (MERT)", "midi": "the MIDI encoder (MIDI-BERT)"}
+    states = {"random": "holds random weights", "unknown": "has no record of where its weights came from"}
+    what = " and ".join(f"{names[name]} {states[records[name]['kind']]}" for name in not_loaded)
+    raise PoolingVQInputError(
+        f"--model-init {args.model_init}",
+        f"{what}, never loaded from pre-trained ones. Build the model from the official weights with "
+        "`poolingvq import-weights --mert m-a-p/MERT-v1-95M --midibert CKPT --out DIR` and train with "
+        "`--model-init DIR`"
+        + (" (or give a pre-trained MIDI encoder with --midi-encoder)" if not_loaded == ["midi"] else "")
+        + ", or pass --allow-random-encoders to train them as they are",
+    )
+
+
 def build_model(args: TrainingArguments) -> PoolingVQForMusicEmotion:
     """The frozen encoders from `--model-init` (the MIDI one from `--midi-encoder` when given), the trained parts
-    fresh from `--seed`.
+    fresh from `--seed`; `config.encoder_weights` says where the encoders' weights came from.
 
     A preset's encoders get random weights from a fixed seed (`ENCODER_SEED`) and a folder's (e.g. from
     `poolingvq import-weights`) are loaded: either way they do not depend on the run's seed, so every seed and
     every variant of an experiment shares one feature cache. The quantizer, fusion and head are (re)initialised
     from the run's seed, so seeds differ exactly where training happens.
     """
-    overrides = args.config_overrides()
-    midi_encoder = None
+    midi_state, midi_config = None, None
     if args.midi_encoder is not None:
-        midi_encoder = MidiBertModel.from_pretrained(args.midi_encoder)
-        overrides["midi_config"] = midi_encoder.config.to_dict()
+        midi_state, midi_config, _ = load_midibert(
+            args.midi_encoder, args.midi_encoder_revision, flag="--midi-encoder"
+        )
+    config = init_config(args, midi_config)
+    folder = model_init_dir(args)
     with torch.random.fork_rng():
         torch.manual_seed(ENCODER_SEED)
-        if args.model_init in PRESETS:
-            model = PoolingVQForMusicEmotion(PoolingVQConfig.from_preset(args.model_init, **overrides))
-        elif Path(args.model_init, "config.json").exists():
-            model = PoolingVQForMusicEmotion.from_pretrained(args.model_init, **overrides)
+        if folder is None:
+            model = PoolingVQForMusicEmotion(config)
         else:
-            raise ValueError(
-                f"--model-init {args.model_init!r} is neither a preset {PRESETS} nor a model folder"
-            )
-    if midi_encoder is not None:
-        model.midi_encoder.load_state_dict(midi_encoder.state_dict())
+            model = PoolingVQForMusicEmotion.from_pretrained(folder, config=config)
+    if midi_state is not None:
+        model.midi_encoder.load_state_dict(midi_state)
     for name in TRAINED_PARTS:
         part = getattr(model, name)
         if part is not None:
@@ -241,11 +344,7 @@ def build_model(args: TrainingArguments) -> PoolingVQForMusicEmotion:
 
 def planned_pooling(args: TrainingArguments) -> str:
     """The pooling the run will use, known before the model is built."""
-    if args.pooling is not None:
-        return args.pooling
-    if args.model_init in PRESETS:
-        return PoolingVQConfig.from_preset(args.model_init).pooling
-    return PoolingVQConfig.from_pretrained(args.model_init).pooling
+    return args.pooling if args.pooling is not None else init_config(args).pooling
 
 
 def make_optimizer(model: PoolingVQForMusicEmotion, args: TrainingArguments) -> torch.optim.Adam:
@@ -334,11 +433,20 @@ class PoolingStatistics:
 
 
 @torch.no_grad()
-def evaluate(model: Any, loader: DataLoader, accelerator: Any) -> dict[str, Any]:
-    """Loss and classification metrics over a loader (gathered over processes)."""
+def evaluate(
+    model: Any,
+    loader: DataLoader,
+    accelerator: Any,
+    *,
+    progress: bool = False,
+    description: str = "evaluation",
+) -> dict[str, Any]:
+    """Loss and classification metrics over a loader (gathered over processes). `progress`: a bar (main process
+    only)."""
     model.eval()
     losses, all_labels, all_predictions = [], [], []
     statistics = PoolingStatistics()
+    bar = progress_bar(accelerator, progress, clips_in(loader), description)
     for batch in loader:
         output = model(**batch)
         statistics.update(output)
@@ -348,6 +456,8 @@ def evaluate(model: Any, loader: DataLoader, accelerator: Any) -> dict[str, Any]
         losses.append(loss.float().cpu())
         all_labels.append(labels.cpu())
         all_predictions.append(predictions.cpu())
+        advance(bar, len(labels))  # gathered: every process's clips
+    bar.close()
     labels = torch.cat(all_labels).tolist()
     predictions = torch.cat(all_predictions).tolist()
     metrics = classification_metrics(labels, predictions)
@@ -413,10 +523,15 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         init_codebook_from_cache,
     )
 
+    # refused before anything heavy starts: encoders never loaded (unless allowed), a model that cannot be found
+    planned = init_config(args)
+    check_encoders_loaded(args, planned)
+
     output_dir = Path(args.output_dir)
     trackers = "tensorboard" if _tensorboard_available() else None
     accelerator = Accelerator(
-        mixed_precision=args.mixed_precision,
+        # only when given: otherwise Accelerate's own choice (accelerate launch / config / ACCELERATE_* env) holds
+        **({"mixed_precision": args.mixed_precision} if args.mixed_precision is not None else {}),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=trackers,
         project_config=ProjectConfiguration(
@@ -425,9 +540,14 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         # the data order is a function of (seed, epoch): a resumed run sees the batches an uninterrupted one does
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         # without pooling the codebook takes no part in the loss: DDP must not wait for its gradient
-        kwargs_handlers=[
-            DistributedDataParallelKwargs(find_unused_parameters=planned_pooling(args) == "none")
-        ],
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=planned.pooling == "none")],
+    )
+    quiet_other_processes(accelerator)
+    logger.info(
+        "Accelerate: %d process(es) on %s, mixed precision %s",
+        accelerator.num_processes,
+        accelerator.device,
+        accelerator.mixed_precision,
     )
     set_seed(args.seed)
     model = build_model(args)
@@ -442,7 +562,17 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     cache = FeatureCache(args.cache_dir or Path.home() / ".cache" / "poolingvq" / "features")
     processor = PoolingVQProcessor.for_model(model.config, midi_mode=args.midi_mode, soundfont=args.soundfont)
     keys, labels = {}, {}
-    for split, split_clips in clips.items():
+    extra_soundfonts = [path for path in (args.extra_soundfonts or "").split(",") if path]
+    renderings = [
+        (split, soundfont)
+        for split in clips
+        for soundfont in [args.soundfont, *(extra_soundfonts if split == "train" else [])]
+    ]
+    for split, soundfont in renderings:
+        split_clips = clips[split]
+        if soundfont != args.soundfont:  # an extra rendering: clips with a recording have theirs already
+            split_clips = [clip for clip in split_clips if clip.get("audio_path") is None]
+        bar = progress_bar(accelerator, args.progress, len(split_clips), f"features ({split})", leave=True)
         result = extract_features(
             model.to(accelerator.device),
             split_clips,
@@ -452,14 +582,18 @@ def train(args: TrainingArguments) -> dict[str, Any]:
             feature_extractor=processor.feature_extractor,
             tokenizer=processor.midi_tokenizer,
             max_midi_rows=processor.midi_max_rows,
-            synthesis_kwargs={"soundfont": args.soundfont} if args.soundfont else None,
+            synthesis_kwargs={"soundfont": soundfont, "level": processor.synthesis_level},
             num_workers=args.extraction_workers,
+            # the main process sees its own shard only: every process takes as many clips, so scale by their number
+            on_batch_stored=lambda ids, bar=bar: advance(bar, len(ids) * accelerator.num_processes),
         )
+        advance(bar, len(split_clips))  # the rest were already cached (or failed)
+        bar.close()
         for failure in result.failures:
             logger.warning("%s clip left out: %s", split, failure)
         label_of = {clip_key: clip["label"] for clip_key, clip in zip(result.keys, split_clips, strict=True)}
-        keys[split] = result.cached_keys
-        labels[split] = [label_of[k] for k in keys[split]]
+        keys[split] = keys.get(split, []) + result.cached_keys
+        labels[split] = labels.get(split, []) + [label_of[k] for k in result.cached_keys]
     model.cpu()
 
     # 3. codebook start (not when resuming: the checkpoint holds the trained codebook)
@@ -516,8 +650,21 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     unwrapped = accelerator.unwrap_model(model)
     while state.epoch < args.epochs and state.epochs_without_improvement < args.early_stopping_patience:
         train_loader.set_epoch(state.epoch)
-        train_metrics = train_one_epoch(model, train_loader, optimizer, accelerator)
-        val_metrics = evaluate(model, val_loader, accelerator)
+        train_metrics = train_one_epoch(
+            model,
+            train_loader,
+            optimizer,
+            accelerator,
+            progress=args.progress,
+            description=f"epoch {state.epoch + 1}",
+        )
+        val_metrics = evaluate(
+            model,
+            val_loader,
+            accelerator,
+            progress=args.progress,
+            description=f"epoch {state.epoch + 1} validation",
+        )
         scheduler.step(val_metrics["loss"])
         state.epoch += 1
         improved = val_metrics["macro_f1"] > state.best_macro_f1
@@ -549,8 +696,8 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     # 5. the best epoch, once on test
     accelerator.wait_for_everyone()
     unwrapped.load_state_dict(load_file(best_path), strict=False)
-    val_metrics = evaluate(model, val_loader, accelerator)
-    test_metrics = evaluate(model, test_loader, accelerator)
+    val_metrics = evaluate(model, val_loader, accelerator, progress=args.progress, description="validation")
+    test_metrics = evaluate(model, test_loader, accelerator, progress=args.progress, description="test")
     reliance = modality_reliance(model, test_loader, accelerator)
     if reliance is not None:
         test_metrics["modality_reliance"] = reliance
@@ -563,6 +710,13 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         "test": test_metrics,
         "train_clips": len(keys["train"]),
         "history": state.history,
+        "encoder_weights": provenance.encoder_weights(unwrapped.config),
+        "accelerate": {
+            "mixed_precision": accelerator.mixed_precision,
+            "num_processes": accelerator.num_processes,
+            "device": accelerator.device.type,
+            "distributed_type": str(accelerator.distributed_type.value),
+        },
         "arguments": dataclasses.asdict(args),
     }
     if accelerator.is_main_process:
@@ -576,12 +730,20 @@ def train(args: TrainingArguments) -> dict[str, Any]:
 
 
 def train_one_epoch(
-    model: Any, loader: DataLoader, optimizer: torch.optim.Optimizer, accelerator: Any
+    model: Any,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    accelerator: Any,
+    *,
+    progress: bool = False,
+    description: str = "train",
 ) -> dict:
+    """One pass over `loader`; the mean losses and pooling statistics. `progress`: a bar (main process only)."""
     model.train()
     totals = {"loss": 0.0, "cross_entropy": 0.0, "vq_loss": 0.0}
     steps = 0
     statistics = PoolingStatistics()
+    bar = progress_bar(accelerator, progress, clips_in(loader), description)
     for batch in loader:
         with accelerator.accumulate(model):
             output = model(**batch)
@@ -594,9 +756,57 @@ def train_one_epoch(
         totals["vq_loss"] += vq_loss
         totals["cross_entropy"] += loss - model_vq_weight(model, accelerator) * vq_loss
         steps += 1
+        advance(bar, len(batch["labels"]) * accelerator.num_processes)
+        bar.set_postfix(loss=f"{totals['loss'] / steps:.4f}", refresh=False)
+    bar.close()
     metrics = {key: value / max(steps, 1) for key, value in totals.items()}
     metrics.update(statistics.summary())
     return metrics
+
+
+def progress_bar(
+    accelerator: Any, enabled: bool, total: int | None, description: str, leave: bool = False
+) -> Any:
+    """A tqdm bar counting clips (clips/s, ETA) on the main process; a disabled one elsewhere, when `enabled` is
+    False, and when the output is not a terminal (tqdm's `disable=None`), so logs and CI output stay clean."""
+    from tqdm.auto import tqdm
+
+    disable = None if enabled and accelerator.is_main_process else True
+    return tqdm(total=total, desc=description, unit="clip", dynamic_ncols=True, leave=leave, disable=disable)
+
+
+def advance(bar: Any, clips: int) -> None:
+    """Move `bar` on by `clips`, never past its total (the last batch of every process may repeat clips to even
+    the batches out)."""
+    if bar.total is not None:
+        clips = min(clips, bar.total - bar.n)
+    if clips > 0:
+        bar.update(clips)
+
+
+def clips_in(loader: Any) -> int | None:
+    """The clips one pass over `loader` covers, over all processes (None when it cannot tell)."""
+    dataset = getattr(loader, "dataset", None)
+    try:
+        return len(dataset) if dataset is not None else None
+    except TypeError:
+        return None
+
+
+def quiet_other_processes(accelerator: Any) -> None:
+    """Logs from the main process only: the other processes keep their errors and nothing else (every process
+    holds the same gathered results, so anything else would only be repeated once per process)."""
+    if accelerator.is_main_process:
+        return
+    logging.getLogger("poolingvq").setLevel(logging.ERROR)
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    try:
+        import datasets
+    except ImportError:
+        return
+    datasets.utils.logging.set_verbosity_error()
 
 
 def model_vq_weight(model: Any, accelerator: Any) -> float:
@@ -637,18 +847,18 @@ def encoder_shape(encoder_config: Any) -> str:
     return f"{encoder_config.num_hidden_layers} x {encoder_config.hidden_size}"
 
 
-def encoder_note(args: TrainingArguments) -> str:
-    """What the model card says the frozen encoders are."""
-    if args.model_init == "offline":
-        midi = (
-            f"a small MIDI-BERT pre-trained here (`{args.midi_encoder}`, from `poolingvq pretrain-midi`)"
-            if args.midi_encoder
-            else "a small MIDI-BERT with random, untrained weights"
+def encoder_note(args: TrainingArguments, config: PoolingVQConfig) -> str:
+    """What the model card says the frozen encoders are, from the record of where their weights came from."""
+    records = provenance.encoder_weights(config)
+    audio, midi = (provenance.describe(records[name]) for name in ("audio", "midi"))
+    note = f"The audio encoder holds {audio}; the MIDI encoder holds {midi}"
+    not_loaded = provenance.encoders_not_loaded(config)
+    if not_loaded:
+        note += (
+            f" ({' and '.join(not_loaded)} never loaded pre-trained weights: trained with --allow-random-encoders, "
+            "these are not the paper's encoders)"
         )
-        return f"The encoders are a log-mel front end (no learned weights, not MERT) and {midi}"
-    if args.model_init in PRESETS:
-        return f"The encoders are the `{args.model_init}` preset with random, untrained weights"
-    return f"The encoders are those of `{args.model_init}` (MERT-v1-95M and MIDI-BERT after import-weights)"
+    return note
 
 
 def write_model_card(
@@ -689,6 +899,8 @@ def write_model_card(
         if value is not None and value is not False and key != "resume"
     )
     test, val = metrics["test"], metrics["validation"]
+    records = provenance.encoder_weights(config)
+    encoder_lines = "; ".join(f"{name} - {provenance.describe(records[name])}" for name in ("audio", "midi"))
     reliance = test.get("modality_reliance")
     reliance_note = (
         "\nHow much the test predictions rest on each modality (the mean total-variation distance between a clip's "
@@ -714,6 +926,8 @@ trained with the paper's recipe on {dataset_name}'s `{args.config}` split ({metr
 Configuration: pooling `{config.pooling}`, modalities `{config.modalities}`, codebook size {config.codebook_size},
 audio encoder {encoder_shape(config.audio_config)}, MIDI encoder {encoder_shape(config.midi_config)}
 (initialised from `{args.model_init}`), fusion read-out `{config.fusion_readout}`.
+
+Encoder weights: {encoder_lines}
 {reliance_note}
 ## Use
 
@@ -733,7 +947,7 @@ classify({{"audio": "song.wav", "midi": "song.mid"}})
 
 - Audio {"from " + args.audio_dir if args.audio_dir else "synthesized from the MIDI with a General MIDI soundfont"}:
   real recordings sound different; expect a drop on them.
-- {encoder_note(args)}; the metrics above hold only for this setting.
+- {encoder_note(args, config)}; the metrics above hold only for this setting.
 - {dataset_name}'s test split is small ({test["count"]} clips): a few clips move the accuracy by several points.
 """
     (folder / "README.md").write_text(content)
@@ -758,11 +972,17 @@ def train_command(namespace: argparse.Namespace) -> int:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
+    """`python -m poolingvq.train` / `accelerate launch -m poolingvq.train`: the flags of `poolingvq train`, and
+    its one-line errors (no traceback) for what the user can fix."""
     parser = argparse.ArgumentParser(
         prog="poolingvq.training", description="train PoolingVQ (the paper's recipe)"
     )
     add_training_arguments(parser)
-    return train_command(parser.parse_args(None if argv is None else list(argv)))
+    try:
+        return train_command(parser.parse_args(None if argv is None else list(argv)))
+    except PoolingVQInputError as error:
+        print(f"poolingvq train: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -13,7 +13,11 @@ MERT code is ever run. The only renames: weights saved with the old `torch.nn.ut
 MIDI-BERT (wazenmai/MIDI-BERT) checkpoints are `torch.save`d dicts whose `state_dict` holds a transformers-4
 `BertModel` under `bert.` plus the CP embeddings (`word_emb.*`, `in_linear.*`), or, after fine-tuning, all
 that under `midibert.` next to a classification head. The mapping onto [`MidiBertModel`] is documented in
-`midibert_poolingvq.py`: strip `bert.`, drop what MIDI-BERT never uses.
+`midibert_poolingvq.py`: strip `bert.`, drop what MIDI-BERT never uses. A MIDI-BERT already converted (a folder
+written by `MidiBertModel.save_pretrained`, e.g. shared on the Hub) is read as it is.
+
+Both may be named by a Hugging Face Hub repo id as well as a local path (`hub.resolve_model_dir`): MERT is
+`m-a-p/MERT-v1-95M`. The model written records where each encoder's weights came from (`provenance.py`).
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ from huggingface_hub.errors import StrictDataclassError
 from safetensors.torch import load_file as load_safetensors
 from transformers import HubertConfig, HubertModel, PreTrainedConfig
 
+from . import provenance
 from .configuration_poolingvq import MidiBertConfig, PoolingVQConfig
 from .errors_poolingvq import PoolingVQInputError
+from .hub import resolve_model_dir, source_record
 from .midibert_poolingvq import CP_CLASSES, MidiBertModel
 
 if TYPE_CHECKING:
@@ -45,6 +51,10 @@ StateDict = dict[str, torch.Tensor]
 
 #: Weight files of a MERT folder, in order of preference (the same tensors when both are present).
 MERT_WEIGHT_FILES: tuple[str, ...] = ("model.safetensors", "pytorch_model.bin")
+#: What of a MERT Hub repo is needed (not its remote code, which is never run).
+MERT_CONFIG_FILES: tuple[str, ...] = ("config.json", "preprocessor_config.json")
+#: Files of an official MIDI-BERT checkpoint (a `torch.save`d dict), as a Hub repo may hold one.
+MIDIBERT_CHECKPOINT_PATTERNS: tuple[str, ...] = ("*.ckpt", "*.pth", "*.pt")
 
 #: `HubertConfig`'s own fields (not those every transformers config has): what is carried over from MERT's.
 HUBERT_FIELDS: frozenset[str] = frozenset(
@@ -109,6 +119,22 @@ def mert_config_to_hubert(
         return HubertConfig(**fields)
     except (TypeError, ValueError, StrictDataclassError) as error:  # e.g. conv lists of unequal lengths
         raise PoolingVQInputError(source, f"not a valid HuBERT configuration: {error}") from error
+
+
+def fetch_mert(name_or_path: str | Path, revision: str | None = None) -> Path:
+    """A MERT folder: a local one as it is, or Hub repo `name_or_path` (e.g. `m-a-p/MERT-v1-95M`) from the cache.
+
+    Only the configs and one weight file are downloaded: `model.safetensors` when the repo has it, else
+    `pytorch_model.bin` (the same tensors; fetching both would double a 380 MB download).
+    """
+    folder = resolve_model_dir(
+        name_or_path, revision, allow_patterns=[*MERT_CONFIG_FILES, MERT_WEIGHT_FILES[0]], flag="--mert"
+    )
+    if not any((folder / name).is_file() for name in MERT_WEIGHT_FILES):
+        folder = resolve_model_dir(
+            name_or_path, revision, allow_patterns=MERT_WEIGHT_FILES[1:], flag="--mert"
+        )
+    return folder
 
 
 def read_mert_config(folder: str | Path) -> HubertConfig:
@@ -279,23 +305,84 @@ def midibert_config_from_state_dict(
     )
 
 
+def load_midibert(
+    name_or_path: str | Path, revision: str | None = None, flag: str = "--midibert"
+) -> tuple[StateDict, MidiBertConfig, Path]:
+    """MIDI-BERT's encoder weights and config from any of: an official checkpoint file; a folder written by
+    `MidiBertModel.save_pretrained` (a converted encoder, or one from `poolingvq pretrain-midi`); a Hub repo id
+    holding either. Returns the state dict, the config and the file or folder read. `flag` names the input in
+    error messages.
+
+    A folder must hold every encoder weight: transformers would silently initialise missing ones at random,
+    which is exactly what importing weights is meant to rule out.
+    """
+    path = resolve_model_dir(name_or_path, revision, flag=flag)
+    if path.is_file():
+        state = load_midibert_state_dict(path)
+        return state, midibert_config_from_state_dict(state, path), path
+    if (path / "config.json").is_file():
+        return (*_load_midibert_folder(path), path)
+    checkpoints = sorted(p for pattern in MIDIBERT_CHECKPOINT_PATTERNS for p in path.glob(pattern))
+    if len(checkpoints) != 1:
+        raise PoolingVQInputError(
+            path,
+            "neither a MidiBertModel folder (config.json + weights) nor a folder holding one MIDI-BERT "
+            f"checkpoint ({', '.join(MIDIBERT_CHECKPOINT_PATTERNS)}): found {len(checkpoints)}",
+        )
+    state = load_midibert_state_dict(checkpoints[0])
+    return state, midibert_config_from_state_dict(state, checkpoints[0]), checkpoints[0]
+
+
+def _load_midibert_folder(folder: Path) -> tuple[StateDict, MidiBertConfig]:
+    try:
+        model, info = MidiBertModel.from_pretrained(folder, output_loading_info=True)
+    except (OSError, ValueError, TypeError) as error:  # a foreign config.json, unreadable weights...
+        raise PoolingVQInputError(folder, f"not a MidiBertModel folder: {_first_line(error)}") from error
+    missing = sorted(info.get("missing_keys") or ()) + sorted(
+        str(key) for key in info.get("mismatched_keys") or ()
+    )
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise PoolingVQInputError(folder, f"MIDI-BERT encoder weights missing or mis-shaped: {shown}")
+    return model.state_dict(), model.config
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 # ---------------------------------------------------------------------------------------------- both, CLI
 
 
 def import_official_weights(
-    mert_dir: str | Path, midibert_ckpt: str | Path, **config_overrides: Any
+    mert: str | Path,
+    midibert: str | Path,
+    *,
+    mert_revision: str | None = None,
+    midibert_revision: str | None = None,
+    **config_overrides: Any,
 ) -> PoolingVQForMusicEmotion:
     """A full PoolingVQ model (the `"paper"` preset, `config_overrides` on top) whose two frozen encoders hold
     the official MERT and MIDI-BERT weights; the trained parts (quantizer, fusion, head) are freshly initialised.
+
+    `mert`: a MERT folder or Hub repo id ([`fetch_mert`]); `midibert`: a checkpoint, a `MidiBertModel` folder
+    or a Hub repo id ([`load_midibert`]). The revisions pin Hub snapshots. `config.encoder_weights` records
+    where each encoder came from (the repo id and commit, or the absolute path).
     """
     from .modeling_poolingvq import PoolingVQForMusicEmotion  # the model, only when a model is built
 
+    mert_dir = fetch_mert(mert, mert_revision)
     audio_config = read_mert_config(mert_dir)
     audio_state = load_mert_state_dict(mert_dir)
-    midi_state = load_midibert_state_dict(midibert_ckpt)
-    midi_config = midibert_config_from_state_dict(midi_state, midibert_ckpt)
+    midi_state, midi_config, midi_path = load_midibert(midibert, midibert_revision)
     config = PoolingVQConfig.from_preset(
         "paper", audio_config=audio_config, midi_config=midi_config, **config_overrides
+    )
+    provenance.set_encoder_weights(
+        config,
+        audio=provenance.pretrained("MERT", "import-weights", **source_record(mert, mert_dir)),
+        midi=provenance.pretrained("MIDI-BERT", "import-weights", **source_record(midibert, midi_path)),
     )
     model = PoolingVQForMusicEmotion(config)
     model.audio_encoder.load_state_dict(audio_state, strict=True)
@@ -304,22 +391,29 @@ def import_official_weights(
 
 
 def import_weights_command(args: argparse.Namespace) -> int:
-    """`poolingvq import-weights --mert DIR --midibert CKPT --out DIR`."""
+    """`poolingvq import-weights --mert DIR|REPO --midibert CKPT|DIR|REPO --out DIR`."""
     logging.basicConfig(level=logging.INFO, format="poolingvq import-weights: %(message)s")
     from .processing_poolingvq import PoolingVQProcessor
 
-    model = import_official_weights(args.mert, args.midibert)
+    model = import_official_weights(
+        args.mert,
+        args.midibert,
+        mert_revision=getattr(args, "mert_revision", None),
+        midibert_revision=getattr(args, "midibert_revision", None),
+    )
     model.save_pretrained(args.out)
     # MIDI-BERT's weights saw the "midibert" token grid: the processor saved beside them keeps to it
     PoolingVQProcessor.for_model(model.config, midi_mode="midibert").save_pretrained(args.out)
-    for name, encoder, source in (
-        ("MERT", model.audio_encoder, args.mert),
-        ("MIDI-BERT", model.midi_encoder, args.midibert),
+    records = provenance.encoder_weights(model.config)
+    for name, encoder, record in (
+        ("MERT", model.audio_encoder, records["audio"]),
+        ("MIDI-BERT", model.midi_encoder, records["midi"]),
     ):
         config = encoder.config
+        revision = f" (revision {record['revision']})" if record.get("revision") else ""
         print(
             f"{name}: {len(encoder.state_dict())} tensors, {sum(p.numel() for p in encoder.parameters()):,} "
-            f"parameters ({config.num_hidden_layers} layers x {config.hidden_size}) from {source}"
+            f"parameters ({config.num_hidden_layers} layers x {config.hidden_size}) from {record['source']}{revision}"
         )
     print(
         f"saved PoolingVQ model and processor to {args.out} (the head and codebook are untrained: run `poolingvq train`)"
@@ -375,9 +469,11 @@ def _check_complete(
 
 
 __all__ = [
+    "fetch_mert",
     "import_official_weights",
     "import_weights_command",
     "load_mert_state_dict",
+    "load_midibert",
     "load_midibert_state_dict",
     "mert_config_to_hubert",
     "midibert_config_from_state_dict",

@@ -67,6 +67,7 @@ def test_codebook_sweep_runs_on_shared_features(tmp_path):
     argv = [
         "experiment", "--suite", "codebook-sweep", "--codebook-sizes", "4,8", "--seeds", "2",
         "--dataset", "emopia", "--data-dir", str(DATA_DIR / "emopia"), "--model-init", "tiny",
+        "--allow-random-encoders",
         "--output-dir", str(output), "--cache-dir", str(tmp_path / "cache"), "--max-train-samples", "16",
         "--max-eval-samples", "8", "--epochs", "2", "--batch-size", "8", "--max-audio-seconds", "5",
         "--midi-mode", "rescaled",
@@ -135,6 +136,7 @@ def test_reliance_script_remeasures_what_training_reported(tmp_path):
     argv = [
         "experiment", "--suite", "ablation", "--variants", "all,MIDI only", "--seeds", "1", "--save-models",
         "--dataset", "emopia", "--data-dir", str(DATA_DIR / "emopia"), "--model-init", "tiny",
+        "--allow-random-encoders",
         "--output-dir", str(output), "--cache-dir", str(cache), "--max-train-samples", "16",
         "--max-eval-samples", "10", "--epochs", "1", "--batch-size", "4", "--max-audio-seconds", "5",
         "--midi-mode", "rescaled", "--fusion-readout", "both",

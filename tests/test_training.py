@@ -27,6 +27,7 @@ def arguments(output_dir: Path, cache_dir: Path, **overrides) -> TrainingArgumen
         "dataset": "emopia",
         "data_dir": str(DATA_DIR / "emopia"),
         "model_init": "tiny",
+        "allow_random_encoders": True,  # the tiny preset's encoders are random by design
         "output_dir": str(output_dir),
         "cache_dir": str(cache_dir),
         "max_train_samples": 40,
@@ -83,6 +84,18 @@ def test_output_folder_is_a_documented_loadable_model(uninterrupted):
     assert reported[("test", "Accuracy (test)")] == round(metrics["test"]["accuracy"], 4)
     assert reported[("validation", "Macro F1 (validation)")] == round(metrics["validation"]["macro_f1"], 4)
     assert "poolingvq train" in card and "synthesized" in card
+    # the tiny preset's encoders are random: metrics.json, config.json and the card say so
+    random = {"kind": "random", "seed": 0}
+    assert metrics["encoder_weights"] == {"audio": random, "midi": random}
+    assert json.loads((output / "config.json").read_text())["encoder_weights"] == metrics["encoder_weights"]
+    assert "audio - random, untrained weights (seed 0); midi - random, untrained weights (seed 0)" in card
+    assert "trained with --allow-random-encoders, these are not the paper's encoders" in card
+    assert metrics["accelerate"] == {
+        "mixed_precision": "no",
+        "num_processes": 1,
+        "device": "cpu",
+        "distributed_type": "NO",
+    }
     classify, _ = load_pipeline(output)
     scores = classify(str(DATA_DIR / "emopia" / "midis" / "Q1_0vLPYiPN7qY_0.mid"))
     assert abs(sum(s["score"] for s in scores) - 1) < 1e-5
@@ -126,15 +139,23 @@ def test_classification_metrics_by_hand():
 
 def test_model_card_of_a_log_mel_model_names_its_encoders(tmp_path):
     from poolingvq import PoolingVQConfig
+    from poolingvq.provenance import pretrained, set_encoder_weights
     from poolingvq.training import write_model_card
 
     split = {"accuracy": 0.5, "macro_f1": 0.45, "count": 10}
     metrics = {"train_clips": 40, "best_epoch": 3, "validation": split, "test": split}
     args = arguments(tmp_path, tmp_path, model_init="offline", midi_encoder="runs/midibert-small")
-    write_model_card(tmp_path, args, metrics, PoolingVQConfig.from_preset("offline"))
+    config = PoolingVQConfig.from_preset("offline")
+    record = {"source": "/work/runs/midibert-small"}
+    set_encoder_weights(config, midi=pretrained("MIDI-BERT", "train --midi-encoder", **record))
+    write_model_card(tmp_path, args, metrics, config)
     card = (tmp_path / "README.md").read_text()
     assert "audio encoder log-mel (128 bins, hop 320)" in card
-    assert "a small MIDI-BERT pre-trained here (`runs/midibert-small`" in card
+    assert "The audio encoder holds log-mel front end (no learned weights)" in card
+    assert (
+        "the MIDI encoder holds MIDI-BERT from `/work/runs/midibert-small` (via train --midi-encoder)" in card
+    )
+    assert "allow-random-encoders" not in card  # both encoders are as they should be
     assert "| test (evaluated once) | 10 | 0.500 | 0.450 |" in card
 
 

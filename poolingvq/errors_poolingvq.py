@@ -25,7 +25,8 @@ def describe_source(source: object) -> str:
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return f"<{len(source)} bytes>"
+        origin = getattr(source, "origin", None)  # downloaded bytes remember their URL
+        return str(origin) if origin else f"<{len(source)} bytes>"
     shape = getattr(source, "shape", None)
     if shape is not None:
         return f"<{type(source).__name__} of shape {tuple(shape)}>"

@@ -9,6 +9,11 @@ classify({"audio": "song.mp3", "midi": "song.mid"})
 # [{'label': 'Q1', 'score': 0.71}, {'label': 'Q4', 'score': 0.16}, ...]
 ```
 
+Inputs are what transformers' audio-classification pipeline takes, plus MIDI: a path, an http(s) URL, bytes, a
+numpy array or torch tensor at the processor's rate, `{"raw" | "array": samples, "sampling_rate": rate}`, a datasets
+`Audio` value (decoded `{"array", "sampling_rate"}` or undecoded `{"path", "bytes"}`), or `{"audio": one of those,
+"midi": a path, URL or bytes}`.
+
 A MIDI-only input gets audio synthesized from it; an audio-only input works only for a model trained on audio
 alone (the others need the notes). `return_details=True` adds what PoolingVQ did with the audio: the code of
 every frame, the rule that pooled every window, and the lengths before and after pooling.
@@ -17,6 +22,10 @@ every frame, the rule that pooled every window, and the lengths before and after
 from __future__ import annotations
 
 import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from typing import Any
 
 import torch
@@ -29,18 +38,147 @@ MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 DETAIL_KEYS = ("codes", "window_rules", "audio_lengths", "pooled_lengths", "midi_lengths")
 
 
-def split_input(inputs: Any) -> tuple[Any, Any]:
-    """`{"audio": ..., "midi": ...}`, or a bare path (a MIDI by its suffix, else audio) -> (audio, midi)."""
-    if isinstance(inputs, dict):
-        unknown = set(inputs) - {"audio", "midi", "sampling_rate"}
+#: The keys of a multimodal input, and those of the audio dicts of transformers' audio-classification pipeline
+#: (`raw` or `array` with `sampling_rate`) and of a datasets `Audio` value (`path` and `bytes` when undecoded).
+PIECE_KEYS = frozenset({"audio", "midi", "sampling_rate"})
+ARRAY_KEYS = ("raw", "array")
+#: A download larger than this is refused before it is read to the end (the model reads at most the first 60 s).
+MAX_DOWNLOAD_BYTES = 100 * 2**20
+#: Seconds a download may wait for the server (to connect, and between two reads) before it is given up.
+DOWNLOAD_TIMEOUT_SECONDS = 30.0
+
+
+class DownloadedBytes(bytes):
+    """A downloaded file's bytes that remember their URL, so an error about them names the URL, not a size."""
+
+    origin: str
+
+
+def is_url(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(("http://", "https://"))
+
+
+def download(url: str) -> DownloadedBytes:
+    """The body at `url`, read whole; refused when larger than `MAX_DOWNLOAD_BYTES` (said by its Content-Length or
+    found while reading), when the server stalls for `DOWNLOAD_TIMEOUT_SECONDS`, or on an HTTP error."""
+    limit = MAX_DOWNLOAD_BYTES
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
+            announced = response.headers.get("Content-Length")
+            if announced is not None and announced.isdigit() and int(announced) > limit:
+                raise PoolingVQInputError(
+                    url, f"the download is {int(announced)} bytes, over the {limit}-byte limit"
+                )
+            body = response.read(limit + 1)
+    except urllib.error.HTTPError as error:
+        raise PoolingVQInputError(url, f"the download failed: HTTP {error.code} {error.reason}") from error
+    except (
+        urllib.error.URLError,
+        OSError,
+    ) as error:  # refused, unknown host, timed out (TimeoutError is an OSError)
+        reason = getattr(error, "reason", error)
+        raise PoolingVQInputError(url, f"the download failed: {reason}") from error
+    if len(body) > limit:
+        raise PoolingVQInputError(url, f"the download is over the {limit}-byte limit")
+    data = DownloadedBytes(body)
+    data.origin = url
+    return data
+
+
+def decoded_audio(value: Any) -> dict[str, Any] | None:
+    """A torchcodec `AudioDecoder` (what datasets' `Audio` feature decodes to) as `{"array", "sampling_rate"}`;
+    None for anything else. torchcodec is only looked up, never imported: a decoder means it is loaded."""
+    torchcodec = sys.modules.get("torchcodec")
+    decoders = getattr(torchcodec, "decoders", None)
+    if decoders is None or not isinstance(value, decoders.AudioDecoder):
+        return None
+    samples = value.get_all_samples()
+    return {"array": samples.data, "sampling_rate": samples.sample_rate}
+
+
+def parse_audio(audio: Any, sampling_rate: int | None) -> tuple[Any, int | None]:
+    """One audio value -> (path, bytes, array or tensor; its sampling rate or None), for the processor.
+
+    Dicts are audio-classification's `{"raw" | "array", "sampling_rate"}` or a datasets `Audio` value; a URL is
+    downloaded. A rate given both inside the dict and beside it must agree.
+    """
+    audio = decoded_audio(audio) or audio
+    if isinstance(audio, dict):
+        keys = set(audio)
+        array_key = next((key for key in ARRAY_KEYS if key in audio), None)
+        if array_key is not None:
+            if "sampling_rate" not in audio:
+                raise PoolingVQInputError(
+                    audio[array_key], f"an audio dict with {array_key!r} needs its 'sampling_rate'"
+                )
+            inner_rate = audio["sampling_rate"]
+            if sampling_rate is not None and sampling_rate != inner_rate:
+                raise PoolingVQInputError(
+                    audio[array_key],
+                    f"two sampling rates: {inner_rate} in the audio dict and {sampling_rate} beside it",
+                )
+            return audio[array_key], inner_rate
+        if keys and keys <= {"path", "bytes"}:  # a datasets Audio value, not decoded
+            if audio.get("bytes") is not None:
+                return parse_audio(audio["bytes"], None)[0], None
+            if audio.get("path") is not None:
+                return parse_audio(audio["path"], None)[0], None
+            raise PoolingVQInputError(audio, "an audio dict whose 'path' and 'bytes' are both empty")
+        raise PoolingVQInputError(
+            audio,
+            f"unknown keys {sorted(map(str, keys))}: a piece is {{'audio', 'midi', 'sampling_rate'}}, audio alone "
+            "{'raw' or 'array': samples, 'sampling_rate': rate} or a datasets Audio value {'path', 'bytes'}",
+        )
+    if is_url(audio):
+        return download(audio), None
+    return audio, sampling_rate
+
+
+def parse_midi(midi: Any) -> Any:
+    """One MIDI value -> a path, bytes or score for the tokenizer (a URL is downloaded)."""
+    return download(midi) if is_url(midi) else midi
+
+
+def is_midi_name(value: Any) -> bool:
+    """A path or URL that names a MIDI file by its suffix (a URL's query and fragment left aside)."""
+    if not isinstance(value, (str, os.PathLike)):
+        return False
+    name = os.fspath(value)
+    if is_url(name):
+        name = urllib.parse.urlsplit(name).path
+    return name.lower().endswith(MIDI_SUFFIXES)
+
+
+def parse_input(inputs: Any, model_sampling_rate: int | None = None) -> tuple[Any, Any, int | None]:
+    """One pipeline input -> (audio, midi, sampling rate of an audio array), each None when absent.
+
+    `{"audio": ..., "midi": ..., "sampling_rate": ...}` is a piece; any other dict is audio alone (see
+    `parse_audio`); a bare path or URL is a MIDI by its suffix, else audio; a bare array or tensor is audio at the
+    model's rate, as audio-classification takes it (inside a piece dict, an array needs its `sampling_rate`).
+    """
+    if isinstance(inputs, dict) and (inputs.keys() & {"audio", "midi"}):
+        unknown = set(inputs) - PIECE_KEYS
         if unknown:
             raise PoolingVQInputError(
-                inputs, f"unknown keys {sorted(unknown)}: use 'audio', 'midi', 'sampling_rate'"
+                inputs, f"unknown keys {sorted(map(str, unknown))}: use 'audio', 'midi', 'sampling_rate'"
             )
-        return inputs.get("audio"), inputs.get("midi")
-    if isinstance(inputs, (str, os.PathLike)) and os.fspath(inputs).lower().endswith(MIDI_SUFFIXES):
-        return None, inputs
-    return inputs, None
+        audio, sampling_rate = inputs.get("audio"), inputs.get("sampling_rate")
+        if audio is not None:
+            audio, sampling_rate = parse_audio(audio, sampling_rate)
+        midi = inputs.get("midi")
+        return audio, None if midi is None else parse_midi(midi), sampling_rate
+    if is_midi_name(inputs):
+        return None, parse_midi(inputs), None
+    if hasattr(inputs, "shape") and not isinstance(inputs, dict):  # numpy array or torch tensor
+        return inputs, None, model_sampling_rate
+    audio, sampling_rate = parse_audio(inputs, None)
+    return audio, None, sampling_rate
+
+
+def split_input(inputs: Any) -> tuple[Any, Any]:
+    """(audio, midi) of one input, as `parse_input` reads it (kept for callers of earlier versions)."""
+    audio, midi, _ = parse_input(inputs)
+    return audio, midi
 
 
 def conv_receptive_field(conv_kernel: list[int], conv_stride: list[int]) -> int:
@@ -55,8 +193,9 @@ def conv_receptive_field(conv_kernel: list[int], conv_stride: list[int]) -> int:
 class MusicEmotionPipeline(Pipeline):
     """Music emotion recognition with PoolingVQ: which Russell quadrant a piece belongs to.
 
-    Call with `{"audio": ..., "midi": ...}` (paths, bytes; audio may also be an array with `"sampling_rate"`), a
-    bare path, or a list of those (with `batch_size`).
+    Call with `{"audio": ..., "midi": ...}` (paths, URLs, bytes; audio may also be an array with `"sampling_rate"`
+    or an audio dict), any input of transformers' audio-classification pipeline, a bare MIDI path or URL, or a list
+    of those (with `batch_size`). An argument it does not know raises a `TypeError`.
 
     Args (at call time):
         top_k: how many quadrants to return, best first (default: all four; scores sum to 1).
@@ -90,6 +229,11 @@ class MusicEmotionPipeline(Pipeline):
     def _sanitize_parameters(
         self, top_k: int | None = None, return_details: bool | None = None, **kwargs: Any
     ) -> tuple[dict, dict, dict]:
+        if kwargs:  # a misspelt option (`topk=1`) would otherwise be dropped without a word
+            raise TypeError(
+                f"unknown argument(s) {', '.join(sorted(kwargs))} for the music-emotion pipeline; it takes "
+                "top_k, return_details, batch_size and num_workers"
+            )
         postprocess: dict[str, Any] = {}
         if top_k is not None:
             labels = self.model.config.num_labels
@@ -105,8 +249,7 @@ class MusicEmotionPipeline(Pipeline):
         return self.model.config.modalities
 
     def preprocess(self, inputs: Any) -> dict[str, torch.Tensor]:
-        audio, midi = split_input(inputs)
-        sampling_rate = inputs.get("sampling_rate") if isinstance(inputs, dict) else None
+        audio, midi, sampling_rate = parse_input(inputs, self.processor.sampling_rate)
         if audio is None and midi is None:
             raise PoolingVQInputError(inputs, "no 'audio' and no 'midi' given")
         if self.modalities != "audio" and midi is None:
@@ -218,4 +361,4 @@ class MusicEmotionPipeline(Pipeline):
         return details
 
 
-__all__ = ["MusicEmotionPipeline", "conv_receptive_field", "split_input"]
+__all__ = ["MusicEmotionPipeline", "conv_receptive_field", "parse_input", "split_input"]

@@ -9,9 +9,15 @@ already sends a few bad inputs through the pipeline, which are not repeated here
 
 from __future__ import annotations
 
+import http.server
 import math
 import signal
+import socket
+import sys
+import threading
+import time
 import tracemalloc
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +28,15 @@ import soundfile as sf
 import symusic
 import torch
 
-from poolingvq import PoolingVQConfig, PoolingVQForMusicEmotion, PoolingVQInputError, PoolingVQProcessor
+from poolingvq import (
+    PoolingVQConfig,
+    PoolingVQForMusicEmotion,
+    PoolingVQInputError,
+    PoolingVQProcessor,
+    pipeline_music_emotion,
+)
 from poolingvq.examples import write_example_midi
-from poolingvq.pipeline_music_emotion import conv_receptive_field
+from poolingvq.pipeline_music_emotion import conv_receptive_field, parse_input
 from poolingvq.predict import load_pipeline
 
 RATE = 24000  # the model's rate: a clip at this rate is not resampled
@@ -48,10 +60,10 @@ def fail_on_hang() -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def save_tiny_model(folder: Path) -> Path:
-    """A random tiny audio+midi model with its processor, saved as a model folder."""
+def save_tiny_model(folder: Path, **overrides: Any) -> Path:
+    """A random tiny audio+midi model (or another preset variant) with its processor, saved as a model folder."""
     torch.manual_seed(0)
-    config = PoolingVQConfig.from_preset("tiny")
+    config = PoolingVQConfig.from_preset("tiny", **overrides)
     model = PoolingVQForMusicEmotion(config).eval()
     with torch.no_grad():  # a k-means start, so the codes are spread like a trained model's
         model.quantizer.init_codebook(torch.randn(500, config.audio_config.hidden_size), seed=0)
@@ -182,6 +194,25 @@ def write_bad_input(name: str, root: Path, good_midi: Path) -> tuple[Any, str, s
     if name == "bytes that are not audio":
         text = b"not audio, just text\n" * 20
         return {"audio": text, "midi": midi}, f"<{len(text)} bytes>", "not audio"
+    if name == "audio dict without its sampling rate":
+        return {"audio": {"array": tone(RATE)}, "midi": midi}, "ndarray", "needs its 'sampling_rate'"
+    if name == "audio dict with unknown keys":
+        return {"audio": {"samples": tone(RATE), "rate": RATE}, "midi": midi}, "<dict>", "['rate', 'samples']"
+    if name == "two sampling rates that disagree":
+        inputs = {"audio": {"raw": tone(RATE), "sampling_rate": RATE}, "sampling_rate": 16000, "midi": midi}
+        return inputs, "ndarray", "two sampling rates: 24000 in the audio dict and 16000 beside it"
+    if name == "datasets Audio value with neither path nor bytes":
+        return {"audio": {"path": None, "bytes": None}, "midi": midi}, "<dict>", "both empty"
+    if name == "datasets Audio value with a missing path":
+        path = str(root / "nowhere.flac")
+        return {"audio": {"path": path, "bytes": None}, "midi": midi}, path, "no such file"
+    if name == "URL nobody answers":
+        with socket.socket() as closed:  # a port that was free a moment ago: the connection is refused
+            closed.bind(("127.0.0.1", 0))
+            url = f"http://127.0.0.1:{closed.getsockname()[1]}/song.wav"
+        return {"audio": url, "midi": midi}, url, "the download failed"
+    if name == "unknown key beside audio and midi":
+        return {"audio": tone(RATE), "sampling_rate": RATE, "midi": midi, "rate": 1}, "<dict>", "unknown keys"
     raise AssertionError(name)
 
 
@@ -202,6 +233,13 @@ BAD_INPUTS = [
     "infinity in a torch tensor",
     "array without its sampling rate",
     "bytes that are not audio",
+    "audio dict without its sampling rate",
+    "audio dict with unknown keys",
+    "two sampling rates that disagree",
+    "datasets Audio value with neither path nor bytes",
+    "datasets Audio value with a missing path",
+    "URL nobody answers",
+    "unknown key beside audio and midi",
 ]
 
 
@@ -283,6 +321,149 @@ def test_in_memory_audio_and_midi_give_the_same_prediction_as_files(classify, fi
     for label, value in score_values(at_16k).items():
         assert value == pytest.approx(score_values(from_file)[label], abs=0.01)
     assert classify({"midi": midi_bytes}) == classify(str(files["midi"]))  # synthesized from bytes or a path
+
+
+# --- the inputs of transformers' audio-classification pipeline, and URLs -----------------------------------------
+
+
+class Server(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder, plus `/slow` (answers after 2 s) and `/unsized.wav` (a body with no Content-Length)."""
+
+    def log_message(self, *args: Any) -> None:  # quiet test output
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/slow":
+            time.sleep(2)
+            try:  # the client has given up by now
+                self.send_error(503)
+            except OSError:
+                pass
+            return
+        if self.path == "/unsized.wav":
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"\0" * 5000)
+            return
+        super().do_GET()
+
+
+@pytest.fixture(scope="module")
+def server(files) -> Iterator[str]:
+    """`http://127.0.0.1:PORT` serving the test files' folder, for as long as the module's tests run."""
+    folder = str(files["wav"].parent)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *args: Server(*args, directory=folder))
+    httpd.daemon_threads = False  # server_close waits for the requests still being answered (/slow)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_audio_classification_inputs_give_the_same_prediction(classify, files, reference, server):
+    """Every audio form transformers' audio-classification pipeline takes, as the audio beside the MIDI."""
+    samples, _ = sf.read(files["wav"], dtype="float32")
+    wav_bytes = files["wav"].read_bytes()
+    midi = str(files["midi"])
+    forms = {
+        "raw dict": {"raw": samples, "sampling_rate": RATE},
+        "array dict (a decoded datasets Audio value)": {
+            "array": samples,
+            "sampling_rate": RATE,
+            "path": "x.wav",
+        },
+        "tensor in an array dict": {"array": torch.from_numpy(samples), "sampling_rate": RATE},
+        "undecoded datasets Audio value with bytes": {"path": "elsewhere/tone.wav", "bytes": wav_bytes},
+        "undecoded datasets Audio value with a path": {"path": str(files["wav"]), "bytes": None},
+        "URL": f"{server}/{files['wav'].name}",
+        "bytes": wav_bytes,
+    }
+    for name, audio in forms.items():
+        assert classify({"audio": audio, "midi": midi}) == reference, name
+    # the MIDI by URL as well, bare (a MIDI by its suffix, the query aside) or beside the audio
+    midi_url = f"{server}/{files['midi'].name}?version=1"
+    assert classify(midi_url) == classify(midi)
+    assert classify({"audio": f"{server}/{files['wav'].name}", "midi": midi_url}) == reference
+
+
+def test_bare_audio_inputs_read_like_audio_classification(files, tmp_path_factory, server, monkeypatch):
+    """Audio alone, in each top-level form, on a model trained on audio alone: a bare array is at the model's rate."""
+    audio_only, _ = load_pipeline(save_tiny_model(tmp_path_factory.mktemp("audio_only"), modalities="audio"))
+    samples, _ = sf.read(files["wav"], dtype="float32")
+    expected = audio_only(str(files["wav"]))
+    assert_valid_scores(expected)
+
+    class AudioDecoder:  # what datasets' Audio feature decodes to with torchcodec (not installed here)
+        def get_all_samples(self) -> Any:
+            return types.SimpleNamespace(data=torch.from_numpy(samples[None]), sample_rate=RATE)
+
+    fake_torchcodec = types.SimpleNamespace(decoders=types.SimpleNamespace(AudioDecoder=AudioDecoder))
+    monkeypatch.setitem(sys.modules, "torchcodec", fake_torchcodec)
+    forms = {
+        "path": files["wav"],
+        "bytes": files["wav"].read_bytes(),
+        "numpy array at the processor's rate": samples,
+        "torch tensor at the processor's rate": torch.from_numpy(samples),
+        "raw dict": {"raw": samples, "sampling_rate": RATE},
+        "array dict": {"array": samples, "sampling_rate": RATE},
+        "undecoded datasets Audio value": {"path": None, "bytes": files["wav"].read_bytes()},
+        "torchcodec AudioDecoder": AudioDecoder(),
+        "URL": f"{server}/{files['wav'].name}",
+    }
+    for name, audio in forms.items():
+        assert audio_only(audio) == expected, name
+    for scores in audio_only(list(forms.values()), batch_size=3):  # batched: equal to float rounding
+        assert score_values(scores) == pytest.approx(score_values(expected), abs=1e-6)
+
+
+def test_parse_input_tells_pieces_audio_and_midi_apart():
+    samples = tone(RATE)
+    assert parse_input(samples, 16000)[::2] == (samples, 16000)  # a bare array: the model's rate
+    audio, midi, rate = parse_input(
+        {"audio": {"raw": samples, "sampling_rate": 8000}, "midi": "a.mid"}, 16000
+    )
+    assert audio is samples and midi == "a.mid" and rate == 8000
+    assert parse_input("piece.MIDI", 16000) == (None, "piece.MIDI", None)
+    assert parse_input(Path("song.wav"), 16000) == (Path("song.wav"), None, None)
+    assert parse_input({"midi": b"MThd"}, 16000) == (None, b"MThd", None)
+
+
+@pytest.mark.parametrize(
+    ("path", "settings", "problem"),
+    [
+        ("/nowhere.wav", {}, "HTTP 404"),
+        ("/tone.wav", {"MAX_DOWNLOAD_BYTES": 1000}, "over the 1000-byte limit"),  # said by its Content-Length
+        ("/unsized.wav", {"MAX_DOWNLOAD_BYTES": 1000}, "over the 1000-byte limit"),  # found while reading
+        ("/slow", {"DOWNLOAD_TIMEOUT_SECONDS": 0.3}, "timed out"),
+    ],
+)
+def test_a_url_that_cannot_be_used_is_named(
+    path, settings, problem, classify, files, reference, server, monkeypatch
+):
+    for name, value in settings.items():
+        monkeypatch.setattr(pipeline_music_emotion, name, value)
+    url = server + path
+    with pytest.raises(PoolingVQInputError) as caught:
+        classify({"audio": url, "midi": str(files["midi"])})
+    assert str(caught.value).startswith(f"{url}: the download") and problem in str(caught.value)
+    assert classify({"audio": str(files["wav"]), "midi": str(files["midi"])}) == reference
+
+
+def test_downloaded_bytes_that_are_not_audio_name_their_url(classify, files, server):
+    url = f"{server}/{files['midi'].name}#not-audio"  # a MIDI file where audio is expected
+    with pytest.raises(PoolingVQInputError, match=f"^{url}: not audio"):
+        classify({"audio": url, "midi": str(files["midi"])})
+
+
+def test_an_unknown_keyword_raises_instead_of_being_ignored(classify, files, tmp_path_factory):
+    with pytest.raises(TypeError, match="unknown argument\\(s\\) topk .* top_k"):
+        classify(str(files["midi"]), topk=1)
+    with pytest.raises(TypeError, match="topk"):
+        load_pipeline(save_tiny_model(tmp_path_factory.mktemp("model")), topk=1)
+    assert len(classify(str(files["midi"]), top_k=1)) == 1
 
 
 # --- size: a one-hour file and a 100,000-note MIDI ----------------------------------------------------------------

@@ -170,6 +170,10 @@ class TrainingArguments:
         default=None,
         metadata={"help": "what the head reads: midi (stage 2) or both stages (default: the preset's)"},
     )
+    modality_dropout: float | None = field(
+        default=None,
+        metadata={"help": "probability of hiding one modality of a training piece (default: the preset's)"},
+    )
     max_audio_seconds: float | None = field(
         default=None, metadata={"help": "audio crop (default: the preset's 60 s)"}
     )
@@ -191,6 +195,7 @@ class TrainingArguments:
             "modalities": self.modalities,
             "codebook_size": self.codebook_size,
             "fusion_readout": self.fusion_readout,
+            "modality_dropout": self.modality_dropout,
             "max_audio_seconds": self.max_audio_seconds,
         }
         return {key: value for key, value in overrides.items() if value is not None}
@@ -520,6 +525,7 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         FeatureCache,
         collate_cached_features,
         extract_features,
+        fit_audio_standardization_from_cache,
         init_codebook_from_cache,
     )
 
@@ -598,6 +604,8 @@ def train(args: TrainingArguments) -> dict[str, Any]:
 
     # 3. codebook start (not when resuming: the checkpoint holds the trained codebook)
     state = TrainerState()
+    if not args.resume:  # the fusion's audio statistics, when it standardizes (the checkpoint holds them too)
+        fit_audio_standardization_from_cache(model, cache, keys["train"], args.codebook_fraction, args.seed)
     if model.quantizer is not None and model.config.pooling != "none" and not args.resume:
         init_codebook_from_cache(
             model,
@@ -861,6 +869,22 @@ def encoder_note(args: TrainingArguments, config: PoolingVQConfig) -> str:
     return note
 
 
+def training_flags(args: TrainingArguments) -> list[str]:
+    """The flags that give `args` again: every set value, and each switch away from its default (`--flag` /
+    `--no-flag`, as `add_dataclass_arguments` names them); `--resume` and `--no-progress` change no result."""
+    flags = []
+    for spec in dataclasses.fields(args):
+        value, flag = getattr(args, spec.name), spec.name.replace("_", "-")
+        if spec.name in ("resume", "progress") or value is None:
+            continue
+        if isinstance(value, bool):
+            if value != spec.default:
+                flags.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            flags.append(f"--{flag} {value}")
+    return flags
+
+
 def write_model_card(
     folder: Path, args: TrainingArguments, metrics: dict[str, Any], config: PoolingVQConfig
 ) -> None:
@@ -893,11 +917,7 @@ def write_model_card(
         model_name=f"poolingvq-{args.dataset}",
         eval_results=results,
     )
-    command = "poolingvq train " + " ".join(
-        f"--{key.replace('_', '-')} {value}" if not isinstance(value, bool) else f"--{key.replace('_', '-')}"
-        for key, value in dataclasses.asdict(args).items()
-        if value is not None and value is not False and key != "resume"
-    )
+    command = "poolingvq train " + " ".join(training_flags(args))
     test, val = metrics["test"], metrics["validation"]
     records = provenance.encoder_weights(config)
     encoder_lines = "; ".join(f"{name} - {provenance.describe(records[name])}" for name in ("audio", "midi"))

@@ -155,7 +155,10 @@ def test_model_card_of_a_log_mel_model_names_its_encoders(tmp_path):
     assert (
         "the MIDI encoder holds MIDI-BERT from `/work/runs/midibert-small` (via train --midi-encoder)" in card
     )
-    assert "allow-random-encoders" not in card  # both encoders are as they should be
+    assert "not the paper's encoders" not in card  # both encoders are as they should be
+    assert (
+        " --allow-random-encoders " in card and " --save-model" not in card
+    )  # flags that exist, and only those
     assert "| test (evaluated once) | 10 | 0.500 | 0.450 |" in card
 
 
@@ -186,3 +189,94 @@ def test_modality_reliance_measures_what_swapping_an_input_changes():
     assert reliance["midi"] > 0
     midi_only = PoolingVQForMusicEmotion(PoolingVQConfig.from_preset("tiny", modalities="midi"))
     assert modality_reliance(midi_only, [batch], Accelerator(cpu=True)) is None
+
+
+def test_train_refuses_encoders_that_never_loaded_weights(tmp_path, capsys):
+    """One line naming import-weights, before any data is read or folder written, unless --allow-random-encoders."""
+    from poolingvq import PoolingVQConfig
+    from poolingvq.cli import main
+    from poolingvq.provenance import pretrained, set_encoder_weights
+    from poolingvq.training import check_encoders_loaded, init_config
+    from poolingvq.training import main as train_module_main
+
+    def refusal(*argv: str) -> str:
+        base = ["--output-dir", str(tmp_path / "out"), "--data-dir", str(tmp_path / "no-data")]
+        assert main(["train", *base, *argv]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("poolingvq train: --model-init ")
+        return lines[0]
+
+    line = refusal("--model-init", "paper")
+    assert (
+        "the audio encoder (MERT) holds random weights and the MIDI encoder (MIDI-BERT) holds random" in line
+    )
+    assert "`poolingvq import-weights --mert m-a-p/MERT-v1-95M --midibert CKPT --out DIR`" in line
+    assert "--allow-random-encoders" in line
+    line = refusal("--model-init", "offline")  # log-mel has no weights to load; the MIDI encoder has
+    assert "the MIDI encoder (MIDI-BERT) holds random weights" in line and "audio encoder" not in line
+    assert "--midi-encoder" in line
+    old_folder = tmp_path / "saved-before-records"
+    PoolingVQConfig.from_preset("tiny").save_pretrained(old_folder)
+    assert "has no record of where its weights came from" in refusal("--model-init", str(old_folder))
+    # `python -m poolingvq.train` / `accelerate launch -m poolingvq.train` say it the same way
+    assert train_module_main(["--model-init", "tiny", "--output-dir", str(tmp_path / "out")]) == 2
+    assert "poolingvq train: --model-init tiny: " in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+    # what passes: a folder whose encoders import-weights loaded, and offline with a pre-trained MIDI encoder
+    imported = PoolingVQConfig.from_preset("tiny")
+    set_encoder_weights(
+        imported,
+        audio=pretrained("MERT", "import-weights", source="m-a-p/MERT-v1-95M", revision="0" * 40),
+        midi=pretrained("MIDI-BERT", "import-weights", source="/data/midibert.ckpt"),
+    )
+    imported.save_pretrained(tmp_path / "imported")
+    (tmp_path / "midibert").mkdir()
+    for args in (
+        arguments(tmp_path, tmp_path, model_init=str(tmp_path / "imported"), allow_random_encoders=False),
+        arguments(
+            tmp_path,
+            tmp_path,
+            model_init="offline",
+            midi_encoder=str(tmp_path / "midibert"),
+            allow_random_encoders=False,
+        ),
+    ):
+        check_encoders_loaded(args, init_config(args))
+
+
+@needs_emopia
+def test_mixed_precision_comes_from_accelerate_unless_the_flag_is_given(tmp_path, cache_dir, monkeypatch):
+    """ACCELERATE_MIXED_PRECISION=bf16 (what `accelerate launch --mixed_precision bf16` and `accelerate config` set)
+    trains under bf16 autocast on the CPU; an explicit --mixed-precision no wins over it."""
+    from accelerate.state import AcceleratorState
+
+    import poolingvq.training as training
+
+    head_dtypes: list[torch.dtype] = []
+    build_model_as_is = training.build_model
+
+    def build_and_watch(args):
+        model = build_model_as_is(args)
+        model.classifier.register_forward_hook(
+            lambda module, inputs, output: head_dtypes.append(output.dtype)
+        )
+        return model
+
+    monkeypatch.setattr(training, "build_model", build_and_watch)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    small = {"max_train_samples": 8, "max_eval_samples": 4, "epochs": 1, "save_model": False}
+    AcceleratorState._reset_state(reset_partial_state=True)  # Accelerate's state is per process: start afresh
+    try:
+        metrics = train(arguments(tmp_path / "from-env", cache_dir, **small))
+        assert metrics["accelerate"]["mixed_precision"] == "bf16"
+        assert head_dtypes and set(head_dtypes) == {torch.bfloat16}  # the head ran under bf16 autocast
+        assert metrics["arguments"]["mixed_precision"] is None
+
+        head_dtypes.clear()
+        AcceleratorState._reset_state(reset_partial_state=True)
+        metrics = train(arguments(tmp_path / "flag", cache_dir, mixed_precision="no", **small))
+        assert metrics["accelerate"]["mixed_precision"] == "no"
+        assert head_dtypes and set(head_dtypes) == {torch.float32}
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)

@@ -558,3 +558,43 @@ def test_import_weights_command_reports_a_bad_checkpoint(tmp_path: Path, capsys)
     assert main(args) == 2
     assert "cannot read weights" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_midibert_folder_written_by_save_pretrained_imports_exactly(tmp_path: Path) -> None:
+    """A converted MIDI-BERT (`MidiBertModel.save_pretrained`, the form it is shared in on the Hub) gives the
+    encoder the checkpoint gives; a folder holding one official checkpoint is read as that checkpoint."""
+    from poolingvq.weights import import_official_weights, load_midibert
+
+    mert_dir, mert, ckpt, midibert = write_tiny_official_files(tmp_path)
+    converted = imported_midibert(ckpt)
+    converted.save_pretrained(tmp_path / "midibert-folder")
+    model = import_official_weights(mert_dir, tmp_path / "midibert-folder")
+    assert_encoders_hold_the_official_weights(model, mert, midibert)
+    assert model.config.encoder_weights["midi"]["source"] == str((tmp_path / "midibert-folder").resolve())
+
+    (tmp_path / "checkpoint-only").mkdir()
+    (tmp_path / "checkpoint-only" / ckpt.name).write_bytes(ckpt.read_bytes())
+    state, config, read = load_midibert(tmp_path / "checkpoint-only")
+    assert read.name == ckpt.name and config.hidden_size == TINY_MIDIBERT["hidden"]
+    assert all(torch.equal(state[name], tensor) for name, tensor in converted.state_dict().items())
+
+
+def test_a_midibert_folder_missing_weights_is_refused(tmp_path: Path) -> None:
+    """transformers would initialise the missing tensor at random and say so only in a log: refused instead."""
+    from safetensors.torch import load_file
+
+    from poolingvq.weights import load_midibert
+
+    _, _, ckpt, _ = write_tiny_official_files(tmp_path)
+    imported_midibert(ckpt).save_pretrained(tmp_path / "folder")
+    weights = tmp_path / "folder" / "model.safetensors"
+    state = load_file(weights)
+    del state["embeddings.LayerNorm.bias"]
+    save_file(state, weights, metadata={"format": "pt"})
+    with pytest.raises(
+        PoolingVQInputError, match="MIDI-BERT encoder weights missing or mis-shaped: embeddings.Layer"
+    ):
+        load_midibert(tmp_path / "folder")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PoolingVQInputError, match="neither a MidiBertModel folder"):
+        load_midibert(tmp_path / "empty")

@@ -64,11 +64,13 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-def run_cli(*argv: str) -> subprocess.CompletedProcess:
+#: What the `poolingvq` console script runs (without depending on where pip put the script)
+POOLINGVQ = [sys.executable, "-c", "import sys; from poolingvq.cli import main; sys.exit(main())"]
+
+
+def run_cli(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """`poolingvq ARGV` in a fresh Python process with this process's environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "poolingvq.cli", *argv], capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([*POOLINGVQ, *argv], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 # ------------------------------------------------------------------------------------------------ the resolver
@@ -194,13 +196,7 @@ def test_predict_runs_a_cached_hub_model_in_a_fresh_process(tmp_path: Path, hub_
 def test_an_unknown_model_id_is_one_line_without_traceback(
     argv: list[str], tmp_path: Path, hub_cache: Path
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "poolingvq.cli", *argv],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    result = run_cli(*argv, cwd=tmp_path)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
@@ -209,3 +205,19 @@ def test_an_unknown_model_id_is_one_line_without_traceback(
     assert "nobody/no-such-model: no such file or folder, and this repo is not in the Hub cache" in lines[0]
     assert "HF_HUB_OFFLINE=1" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_readme_names_the_official_sources_and_an_import_command_that_parses() -> None:
+    import re
+    import shlex
+
+    from poolingvq.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## The pre-trained encoders: where their weights come from")[1].split("\n## ")[0]
+    assert "https://huggingface.co/m-a-p/MERT-v1-95M" in section
+    assert "https://github.com/wazenmai/MIDI-BERT" in section
+    command = re.search(r"^poolingvq import-weights .*$", section, flags=re.MULTILINE)[0]
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert (args.command, args.mert) == ("import-weights", "m-a-p/MERT-v1-95M")
+    assert args.midibert and args.out

@@ -133,14 +133,32 @@ class MidiBertConfig(PreTrainedConfig):
 
 
 class LogMelConfig(PreTrainedConfig):
-    r"""A frozen log-mel front end that needs no downloaded weights, at MERT's 75 frames/s.
+    r"""A frozen spectral front end that needs no downloaded weights, at MERT's 75 frames/s.
 
     The audio encoder of models trained where MERT cannot be fetched: a magnitude STFT (Hann window of `n_fft`,
     hop `hop_length` = 320 samples at 24 kHz, so PoolingVQ sees the frame rate it sees with MERT), a mel filter bank
-    (Slaney) of `num_mel_bins`, log10, the dynamic range clamped to `dynamic_range` decades below the clip's peak
-    and scaled as Whisper does (`(x + 4) / 4`), so frames are O(1) whatever the level. It has no trainable weights:
-    its features are as cacheable as a frozen MERT's, and `hidden_size` (= `num_mel_bins`) is what the quantizer
-    and the fusion read.
+    (Slaney) of `num_mel_bins`, log10, scaled as Whisper does (`(x + 4) / 4`). It has no trainable weights: its
+    features are as cacheable as a frozen MERT's, and `hidden_size` (mel bins + chroma bins + onset strength) is
+    what the quantizer and the fusion read. Each frame is `[log-mel | chroma | onset strength]`.
+
+    Args:
+        level: what the log-mel is measured against. `"clip_peak"` (issue 7's model): each clip's own loudest
+            frame, the dynamic range clamped `dynamic_range` decades below it, so every clip looks equally loud.
+            `"absolute"`: full scale (a fixed reference `absolute_peak`, in log10 units of the mel power), the
+            floor `dynamic_range` decades below it. Loudness is the plainest cue of arousal (EMOPIA's MIDI: mean
+            velocity 77 in Q1/Q2 against 54 in Q3/Q4); a per-clip level throws it away, so the default model uses
+            `"absolute"`, with a feature extractor that leaves the waveform's level alone (`do_normalize=False`)
+            and synthesis that keeps the MIDI velocities' level (`synthesize_midi(level="velocity")`).
+        num_chroma_bins: 0, or 12 for a chroma (pitch-class) vector per frame, so that harmony (major / minor,
+            consonance), the plainest cue of valence, is one linear map away rather than spread over 128 mel bins
+            whose low bins cannot tell neighbouring semitones apart. Each frame's chroma is divided by its
+            largest bin (level-free: loudness is the mel part's job).
+        chroma_n_fft: the chroma's own, longer STFT window (4096 samples = 5.9 Hz bins at 24 kHz: semitones are
+            resolved from about 100 Hz up; the mel's 1024-sample window resolves them only above ~400 Hz).
+        onset_strength: add one channel of spectral flux (the mean rise of the log-mel from the previous frame),
+            the standard onset detection function: its average over a window counts notes per second, the
+            second cue of arousal (EMOPIA: 8.6-10.2 notes/s in Q1/Q2 against 4.6-4.8 in Q3/Q4), which a pooled
+            mel frame hides.
     """
 
     model_type: ClassVar[str] = "poolingvq_logmel"
@@ -153,10 +171,24 @@ class LogMelConfig(PreTrainedConfig):
     min_frequency: float = 0.0
     max_frequency: float = 12000.0
     dynamic_range: float = 8.0
+    level: str = "clip_peak"
+    absolute_peak: float = 2.0
+    num_chroma_bins: int = 0
+    chroma_n_fft: int = 4096
+    onset_strength: bool = False
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        super().__post_init__(**kwargs)
+        if self.level not in ("clip_peak", "absolute"):
+            raise ValueError(f"level={self.level!r}: choose 'clip_peak' or 'absolute'")
+        if self.num_chroma_bins not in (0, 12, 24, 36):
+            raise ValueError(
+                f"num_chroma_bins={self.num_chroma_bins!r}: 0, or 12 (or 24, 36) bins per octave"
+            )
 
     @property
     def hidden_size(self) -> int:
-        return self.num_mel_bins
+        return self.num_mel_bins + self.num_chroma_bins + int(self.onset_strength)
 
 
 def frame_hop(audio_config: PreTrainedConfig) -> int:
@@ -225,6 +257,18 @@ class PoolingVQConfig(PreTrainedConfig):
             of 750 attended windows inside the MIDI stream, and an EMOPIA model (log-mel + small MIDI-BERT) learnt
             to ignore it: giving each test clip another clip's audio moved its probabilities by 0.005 (total
             variation), against 0.44 for another clip's MIDI. `"both"` gives the audio a direct path to the head.
+        modality_dropout: probability, for each training piece, that one of its two modalities (audio or MIDI,
+            equally likely) is hidden from the fusion and replaced by a learned "absent" token (0: the paper,
+            which always has both). A model trained with it also answers when one modality is missing at
+            inference, e.g. a recording without MIDI: most people who want to know a piece's mood have a
+            recording only. It also keeps the fusion from leaning on one side alone (issue 7's model ignored its
+            audio entirely). The paper does not do this; 0.3 hides each modality in 15% of the pieces.
+        audio_normalization: how the fusion normalises audio frames before projecting them. `"layer"` (default): a
+            LayerNorm over each frame's features, which removes a frame's overall level: right for MERT's hidden
+            states and for log-mel at a per-clip level. `"standardize"`: each feature standardised by its mean and
+            spread over the training frames (buffers fitted once before training, like the codebook's k-means),
+            which keeps how loud a frame is relative to the others: needed when the front end measures absolute
+            loudness (`LogMelConfig(level="absolute")`), since a louder frame is the same mel shape shifted up.
         classifier_dropout: dropout before the fully connected head.
         freeze_encoders: keep both encoders frozen (the paper). They then always run in eval mode.
         label_meanings: what each quadrant means, for people reading predictions.
@@ -259,6 +303,8 @@ class PoolingVQConfig(PreTrainedConfig):
     fusion_dropout: float = 0.1
     fusion_attention_dropout: float = 0.0
     fusion_readout: str = "midi"
+    modality_dropout: float = 0.0
+    audio_normalization: str = "layer"
     classifier_dropout: float = 0.1
     freeze_encoders: bool = True
     label_meanings: dict[str, str] | None = None
@@ -278,6 +324,7 @@ class PoolingVQConfig(PreTrainedConfig):
             "modalities": ("audio+midi", "audio", "midi"),
             "weighted_pooling": ("code_frequency", "triangular"),
             "fusion_readout": ("midi", "both"),
+            "audio_normalization": ("layer", "standardize"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -288,6 +335,8 @@ class PoolingVQConfig(PreTrainedConfig):
             )
         if not 1 <= self.avg_max_distinct_codes <= self.weighted_max_distinct_codes:
             raise ValueError("need 1 <= avg_max_distinct_codes <= weighted_max_distinct_codes")
+        if not 0.0 <= self.modality_dropout < 1.0:
+            raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}")
         if self.codebook_size < 1:
             raise ValueError(f"codebook_size must be positive, got {self.codebook_size}")
         if self.fusion_hidden_size % self.fusion_num_heads:
@@ -300,6 +349,11 @@ class PoolingVQConfig(PreTrainedConfig):
         """Width of the fusion's one vector per piece, which the head reads."""
         both_stages = self.modalities == "audio+midi" and self.fusion_readout == "both"
         return self.fusion_hidden_size * (2 if both_stages else 1)
+
+    @property
+    def accepts_missing_modality(self) -> bool:
+        """Whether the model answers from audio alone or MIDI alone (trained with `modality_dropout`)."""
+        return self.modalities == "audio+midi" and self.modality_dropout > 0
 
     @property
     def audio_sampling_rate(self) -> int:
@@ -330,8 +384,20 @@ class PoolingVQConfig(PreTrainedConfig):
             }
         elif name == "offline":
             fields = {
-                "audio_config": {"model_type": "poolingvq_logmel"},
+                # absolute loudness, chroma and onset strength: the cues of arousal and valence a listener
+                # hears (see LogMelConfig); issue 7's model, with a per-clip level and mel bins only, was deaf to
+                # loudness and tempo
+                "audio_config": {
+                    "model_type": "poolingvq_logmel",
+                    "level": "absolute",
+                    "num_chroma_bins": 12,
+                    "onset_strength": True,
+                },
                 "midi_config": dict(OFFLINE_MIDI_CONFIG),
+                # the head reads both stages (audio gets a direct path) and learns to answer from one modality
+                "fusion_readout": "both",
+                "modality_dropout": 0.3,
+                "audio_normalization": "standardize",
                 # 128 wide: 2.3x faster to train than 256 on CPU (the cross-attention dominates an epoch on cached
                 # features) and still more capacity than EMOPIA's 767 training clips use at 256 (train loss falls
                 # while validation loss rises after a few epochs).

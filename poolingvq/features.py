@@ -72,9 +72,14 @@ from torch.utils.data import DataLoader, Dataset
 from .configuration_poolingvq import PoolingVQConfig
 from .errors_poolingvq import PoolingVQInputError
 from .feature_extraction_poolingvq import PoolingVQFeatureExtractor, load_audio
-from .modeling_poolingvq import PoolingVQForMusicEmotion
+from .modeling_poolingvq import FeatureStandardization, PoolingVQForMusicEmotion
 from .quantization_poolingvq import PoolingVQQuantizer
-from .synthesis_poolingvq import RETUNE_VERSION, default_soundfont_path, synthesize_midi
+from .synthesis_poolingvq import (
+    REFERENCE_RMS_DBFS,
+    RETUNE_VERSION,
+    default_soundfont_path,
+    synthesize_midi,
+)
 from .tokenization_poolingvq import CPMidiTokenizer
 
 logger = logging.getLogger(__name__)
@@ -100,7 +105,7 @@ CONFIG_FIELDS_WITHOUT_EFFECT = frozenset(
 #: certainly abandoned (one entry takes well under a second to write).
 ORPHANED_TEMP_FILE_SECONDS = 3600.0
 #: What `synthesis_kwargs` may set; the rate and the crop always come from the feature extractor.
-SYNTHESIS_OPTIONS = frozenset({"soundfont", "sustain_pedal"})
+SYNTHESIS_OPTIONS = frozenset({"soundfont", "sustain_pedal", "level"})
 _TEMP_SUFFIX = ".tmp"
 _ENTRY_SUFFIX = ".safetensors"
 _HOST = socket.gethostname().replace(".", "_")
@@ -189,6 +194,9 @@ def preprocessing_settings(
             "sustain_pedal": bool(synthesis_kwargs.get("sustain_pedal", True)),
             "symusic": symusic.__version__,
         }
+        if synthesis_kwargs.get("level", "peak") != "peak":  # absent for "peak": earlier keys stay valid
+            settings["synthesis"]["level"] = synthesis_kwargs["level"]
+            settings["synthesis"]["reference_rms_dbfs"] = REFERENCE_RMS_DBFS
     return settings
 
 
@@ -861,6 +869,22 @@ def iter_audio_frames(cache: FeatureCache, keys: Iterable[str]) -> Iterator[torc
         yield entry.audio.float()
 
 
+def fit_audio_standardization_from_cache(
+    model: PoolingVQForMusicEmotion,
+    cache: FeatureCache,
+    train_keys: Sequence[str],
+    fraction: float,
+    seed: int,
+) -> bool:
+    """Fit the fusion's audio `FeatureStandardization` (`audio_normalization="standardize"`) on the cached frames
+    of the clips the codebook starts from (`codebook_start_keys`); False when the model has none to fit."""
+    projection = getattr(model.fusion, "audio_projection", None)
+    if projection is None or not isinstance(projection[0], FeatureStandardization):
+        return False
+    projection[0].fit(iter_audio_frames(cache, codebook_start_keys(train_keys, fraction, seed)))
+    return True
+
+
 def init_codebook_from_cache(
     model: PoolingVQForMusicEmotion,
     cache: FeatureCache,
@@ -904,6 +928,7 @@ __all__ = [
     "encoder_fingerprint",
     "extract_features",
     "file_sha256",
+    "fit_audio_standardization_from_cache",
     "init_codebook_from_cache",
     "iter_audio_frames",
     "preprocessing_settings",

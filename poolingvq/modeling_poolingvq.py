@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,40 @@ def features_or_encoded(
     raise ValueError(f"this model reads {needed}")
 
 
+class FeatureStandardization(nn.Module):
+    """`(x - mean) / std` per feature, with `mean` and `std` `[D]` fitted on training frames (`fit`), not learnt.
+
+    Unlike a LayerNorm it keeps the differences between frames in every feature, a frame's overall level among
+    them. Until fitted it is the identity (mean 0, std 1).
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, frames: Iterable[torch.Tensor]) -> int:
+        """Set mean and std from a stream of `[T, D]` frame blocks (float64 sums); returns the frame count."""
+        count, total, squares = 0, torch.zeros_like(self.mean, dtype=torch.float64), None
+        for block in frames:
+            block = block.to(torch.float64).reshape(-1, block.shape[-1])
+            count += len(block)
+            total += block.sum(0).to(total.device)
+            squares = block.square().sum(0) if squares is None else squares + block.square().sum(0)
+        if count == 0:
+            raise ValueError("no frames to fit the audio standardization on")
+        mean = total / count
+        self.mean.copy_(mean.to(self.mean.dtype))
+        self.std.copy_(
+            (squares.to(mean.device) / count - mean.square()).clamp_min(1e-8).sqrt().to(self.std.dtype)
+        )
+        return count
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return (frames - self.mean.to(frames.dtype)) / self.std.to(frames.dtype)
+
+
 class CrossAttentionBlock(nn.Module):
     """`query` attends to `context`; residual and LayerNorm after (post-norm, like the BERT-style encoders).
 
@@ -125,6 +159,10 @@ class PoolingVQFusion(nn.Module):
     log-mel model stayed at chance on EMOPIA, where a logistic probe on the same features reaches 0.49.
 
     For the single-modality ablations only that modality's projection is built and averaged.
+
+    With `modality_dropout` (see [`PoolingVQConfig`]) a hidden or missing modality becomes one learned "absent"
+    token (`absent_audio`, `absent_midi`, in the fusion's width): the cross-attentions run unchanged, the other
+    side attending to that single token, so one set of weights answers for both, audio alone and MIDI alone.
     """
 
     def __init__(self, config: PoolingVQConfig) -> None:
@@ -133,9 +171,12 @@ class PoolingVQFusion(nn.Module):
         self.modalities = config.modalities
         self.readout = config.fusion_readout
         if self.uses_audio:
+            audio_size = config.audio_config.hidden_size
             self.audio_projection = nn.Sequential(
-                nn.LayerNorm(config.audio_config.hidden_size),
-                nn.Linear(config.audio_config.hidden_size, hidden),
+                FeatureStandardization(audio_size)
+                if config.audio_normalization == "standardize"
+                else nn.LayerNorm(audio_size),
+                nn.Linear(audio_size, hidden),
             )
         if self.uses_midi:
             self.midi_projection = nn.Sequential(
@@ -149,6 +190,9 @@ class PoolingVQFusion(nn.Module):
             self.midi_queries_audio = CrossAttentionBlock(
                 hidden, config.fusion_num_heads, config.fusion_dropout, config.fusion_attention_dropout
             )
+        if config.accepts_missing_modality:
+            self.absent_audio = nn.Parameter(torch.zeros(hidden))
+            self.absent_midi = nn.Parameter(torch.zeros(hidden))
 
     @property
     def uses_audio(self) -> bool:
@@ -164,21 +208,60 @@ class PoolingVQFusion(nn.Module):
         audio_mask: torch.Tensor | None,
         midi: torch.Tensor | None,
         midi_mask: torch.Tensor | None,
+        hide_audio: torch.Tensor | None = None,
+        hide_midi: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """audio `[B, W, Da]` + mask `[B, W]`, midi `[B, L, Dm]` + mask `[B, L]` -> one vector per piece
-        `[B, config.fused_size]` (H, or 2H for the `"both"` readout)."""
+        `[B, config.fused_size]` (H, or 2H for the `"both"` readout).
+
+        With absent tokens (`modality_dropout`), `audio` or `midi` may be None (missing for the whole batch), and
+        `hide_audio` / `hide_midi` `[B]` (bool) hide that modality of the pieces marked True.
+        """
         if self.modalities == "audio":
             return masked_mean(self.audio_projection(audio), audio_mask)
         if self.modalities == "midi":
             return masked_mean(self.midi_projection(midi), midi_mask)
-        audio = self.audio_projection(audio)
-        midi = self.midi_projection(midi)
+        batch = (audio if audio is not None else midi).shape[0]
+        if audio is None or midi is None:
+            if not hasattr(self, "absent_audio"):
+                raise ValueError(
+                    "this model needs both audio and MIDI (it was trained without modality_dropout)"
+                )
+        audio, audio_mask = self._project_or_absent(audio, audio_mask, hide_audio, batch, "audio")
+        midi, midi_mask = self._project_or_absent(midi, midi_mask, hide_midi, batch, "midi")
         audio_with_notes = self.audio_queries_midi(audio, midi, midi_mask)  # [B, W, H]
         midi_with_sound = self.midi_queries_audio(midi, audio_with_notes, audio_mask)  # [B, L, H]
         piece = masked_mean(midi_with_sound, midi_mask)
         if self.readout == "both":
             piece = torch.cat([masked_mean(audio_with_notes, audio_mask), piece], dim=-1)  # [B, 2H]
         return piece
+
+    def _project_or_absent(
+        self,
+        sequence: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        hide: torch.Tensor | None,
+        batch: int,
+        modality: str,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One modality projected to the fusion's width, `[B, L, H]` + mask `[B, L]`; a missing modality is the
+        absent token alone (`[B, 1, H]`), and the pieces marked in `hide` `[B]` keep only the absent token, in
+        their first position (the rest masked), so the batch keeps one shape."""
+        projection = self.audio_projection if modality == "audio" else self.midi_projection
+        if sequence is None:
+            absent = getattr(self, f"absent_{modality}")
+            device = absent.device
+            return absent.expand(batch, 1, -1), torch.ones(batch, 1, dtype=torch.bool, device=device)
+        sequence = projection(sequence)
+        if hide is None or not hasattr(self, f"absent_{modality}"):
+            return sequence, mask
+        first = torch.arange(sequence.shape[1], device=sequence.device) == 0  # [L]
+        replace = hide[:, None] & first[None, :]  # [B, L]
+        sequence = torch.where(
+            replace[..., None], getattr(self, f"absent_{modality}").to(sequence.dtype), sequence
+        )
+        mask = torch.where(hide[:, None], first[None, :], mask)
+        return sequence, mask
 
 
 class PoolingVQPreTrainedModel(PreTrainedModel):
@@ -202,6 +285,9 @@ class PoolingVQPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, nn.MultiheadAttention):
             module._reset_parameters()
+        elif isinstance(module, PoolingVQFusion) and hasattr(module, "absent_audio"):
+            init.normal_(module.absent_audio, mean=0.0, std=0.02)
+            init.normal_(module.absent_midi, mean=0.0, std=0.02)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
         """`PreTrainedModel.save_pretrained`, plus what `pipeline("music-emotion", model=folder,
@@ -350,12 +436,19 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         audio = audio_mask = midi = midi_mask = None
-        if self.fusion.uses_audio:
+        if self.config.accepts_missing_modality:
+            has_audio = input_values is not None or audio_features is not None
+            has_midi = midi_input_ids is not None or midi_features is not None
+            if not (has_audio or has_midi):
+                raise ValueError("pass audio (`input_values` / `audio_features`), MIDI, or both")
+        else:
+            has_audio, has_midi = self.fusion.uses_audio, self.fusion.uses_midi
+        if self.fusion.uses_audio and has_audio:
             audio, audio_mask = features_or_encoded(
                 audio_features, audio_features_mask, input_values, attention_mask, self.get_audio_features,
                 "audio: pass `input_values` (a waveform) or `audio_features`",
             )  # fmt: skip
-        if self.fusion.uses_midi:
+        if self.fusion.uses_midi and has_midi:
             midi, midi_mask = features_or_encoded(
                 midi_features, midi_features_mask, midi_input_ids, midi_attention_mask, self.get_midi_features,
                 "MIDI: pass `midi_input_ids` (CP tokens) or `midi_features`",
@@ -377,7 +470,13 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
         if vq_loss is None:
             vq_loss = torch.zeros((), device=self.device, dtype=self.dtype)
 
-        piece = self.fusion(audio, audio_mask, midi, midi_mask)
+        hide_audio = hide_midi = None
+        if self.training and self.config.accepts_missing_modality and audio is not None and midi is not None:
+            # one draw per piece: hide the audio with probability p/2, else the MIDI with probability p/2
+            draw = torch.rand(audio.shape[0], device=audio.device)
+            hide_audio = draw < self.config.modality_dropout / 2
+            hide_midi = (draw >= self.config.modality_dropout / 2) & (draw < self.config.modality_dropout)
+        piece = self.fusion(audio, audio_mask, midi, midi_mask, hide_audio, hide_midi)
         logits = self.classifier(piece)
         loss = None
         if labels is not None:
@@ -401,4 +500,10 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
 PoolingVQConfig.register_for_auto_class()
 PoolingVQForMusicEmotion.register_for_auto_class("AutoModel")
 
-__all__ = ["MusicEmotionOutput", "PoolingVQForMusicEmotion", "PoolingVQFusion", "PoolingVQPreTrainedModel"]
+__all__ = [
+    "FeatureStandardization",
+    "MusicEmotionOutput",
+    "PoolingVQForMusicEmotion",
+    "PoolingVQFusion",
+    "PoolingVQPreTrainedModel",
+]

@@ -14,8 +14,9 @@ numpy array or torch tensor at the processor's rate, `{"raw" | "array": samples,
 `Audio` value (decoded `{"array", "sampling_rate"}` or undecoded `{"path", "bytes"}`), or `{"audio": one of those,
 "midi": a path, URL or bytes}`.
 
-A MIDI-only input gets audio synthesized from it; an audio-only input works only for a model trained on audio
-alone (the others need the notes). `return_details=True` adds what PoolingVQ did with the audio: the code of
+A MIDI-only input gets audio synthesized from it; an audio-only input works for a model that answers without
+MIDI (trained with `modality_dropout`, as the embedded default is, or on audio alone); the others need the notes.
+`return_details=True` adds what the model heard (`"heard"`) and what PoolingVQ did with the audio: the code of
 every frame, the rule that pooled every window, and the lengths before and after pooling.
 """
 
@@ -190,6 +191,19 @@ def conv_receptive_field(conv_kernel: list[int], conv_stride: list[int]) -> int:
     return field
 
 
+def heard(model_outputs: dict[str, torch.Tensor]) -> str:
+    """What the model answered from, in words: "audio and MIDI", "MIDI, with audio synthesized from it", "audio
+    only (no MIDI)" or "MIDI only"."""
+    audio = "audio_lengths" in model_outputs or "codes" in model_outputs
+    midi = "midi_lengths" in model_outputs
+    synthesized = (
+        bool(model_outputs["audio_synthesized"][0]) if "audio_synthesized" in model_outputs else False
+    )
+    if audio and midi:
+        return "MIDI, with audio synthesized from it" if synthesized else "audio and MIDI"
+    return "audio only (no MIDI)" if audio else "MIDI only"
+
+
 class MusicEmotionPipeline(Pipeline):
     """Music emotion recognition with PoolingVQ: which Russell quadrant a piece belongs to.
 
@@ -252,7 +266,7 @@ class MusicEmotionPipeline(Pipeline):
         audio, midi, sampling_rate = parse_input(inputs, self.processor.sampling_rate)
         if audio is None and midi is None:
             raise PoolingVQInputError(inputs, "no 'audio' and no 'midi' given")
-        if self.modalities != "audio" and midi is None:
+        if self.modalities != "audio" and midi is None and not self.model.config.accepts_missing_modality:
             raise PoolingVQInputError(
                 audio,
                 "this model reads the notes as well as the sound: a MIDI file is needed "
@@ -273,7 +287,10 @@ class MusicEmotionPipeline(Pipeline):
             batch = self.processor(audio=audio, midi=midi_for_tokens, sampling_rate=sampling_rate)
         if "attention_mask" in batch:
             self._check_audio_length(int(batch["attention_mask"].sum()), midi if audio is None else audio)
-        return dict(batch)
+        inputs_used = dict(batch)
+        # what the model heard, for `return_details` (a [1] tensor, so batches of pieces collate)
+        inputs_used["audio_synthesized"] = torch.tensor([audio is None and "input_values" in batch])
+        return inputs_used
 
     def _check_audio_length(self, samples: int, source: Any) -> None:
         """Refuse audio shorter than one encoder frame: MERT's conv stack would fail on it with a RuntimeError, and
@@ -302,7 +319,7 @@ class MusicEmotionPipeline(Pipeline):
             feed["midi_input_ids"] = model_inputs["midi_input_ids"]
             feed["midi_attention_mask"] = model_inputs["midi_attention_mask"]
         output = model(**feed)
-        result = {"logits": output.logits}
+        result = {"logits": output.logits, "audio_synthesized": model_inputs["audio_synthesized"]}
         result.update({key: output[key] for key in DETAIL_KEYS if output.get(key) is not None})
         return result
 
@@ -343,7 +360,7 @@ class MusicEmotionPipeline(Pipeline):
         scores = [{"label": id2label[int(i)], "score": float(probabilities[i])} for i in order]
         if not return_details:
             return scores
-        details: dict[str, Any] = {"scores": scores}
+        details: dict[str, Any] = {"scores": scores, "heard": heard(model_outputs)}
         if "codes" in model_outputs:
             frames = int(model_outputs["audio_lengths"][0])
             windows = int(model_outputs["pooled_lengths"][0])
@@ -361,4 +378,4 @@ class MusicEmotionPipeline(Pipeline):
         return details
 
 
-__all__ = ["MusicEmotionPipeline", "conv_receptive_field", "parse_input", "split_input"]
+__all__ = ["MusicEmotionPipeline", "conv_receptive_field", "heard", "parse_input", "split_input"]

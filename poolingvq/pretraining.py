@@ -94,6 +94,14 @@ class PretrainingArguments:
     no_emopia: bool = field(default=False, metadata={"help": "leave EMOPIA out"})
     no_vgmidi: bool = field(default=False, metadata={"help": "leave VGMIDI out"})
     no_music21: bool = field(default=False, metadata={"help": "leave music21's corpus out"})
+    piano_corpus_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "a folder of unlabelled piano MIDI (e.g. ../shared/data/pretrain: POP909 + ASAP), every "
+            ".mid/.midi file under it; pieces are grouped (a POP909 song with its versions, an ASAP work with "
+            "its performances) so that the held-out share never shares a piece with training"
+        },
+    )
     max_music21_files: int | None = field(
         default=None, metadata={"help": "convert and use only the first N music21 corpus files (fixed order)"}
     )
@@ -137,6 +145,26 @@ class PretrainingArguments:
     mixed_precision: str = field(
         default="no", metadata={"help": "no, fp16 or bf16", "choices": ("no", "fp16", "bf16")}
     )
+    transpose: int = field(
+        default=0,
+        metadata={
+            "help": "key augmentation: each training row is shifted by a random number of semitones in "
+            "[-N, N] (kept inside the piano's range), so the encoder learns intervals, not absolute keys"
+        },
+    )
+    init_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "continue from a pre-trained folder (a `MidiBertModel` folder, with `mlm_heads.safetensors` "
+            "when there is one); its size replaces the size flags"
+        },
+    )
+    save_every_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "also checkpoint every N steps within an epoch, so that a killed run loses at most N steps"
+        },
+    )
     log_every: int = field(default=20, metadata={"help": "print training progress every N steps"})
     resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in output_dir"})
 
@@ -165,7 +193,7 @@ def add_pretrain_midi_arguments(parser: argparse.ArgumentParser) -> None:
 class CorpusPiece:
     """One piece of music for pre-training: where it comes from, its id there, and its MIDI bytes."""
 
-    source: str  # "emopia", "vgmidi" or "music21"
+    source: str  # "emopia", "vgmidi", "music21", or "pop909" / "asap" / ... from a piano corpus folder
     piece_id: str
     midi: bytes
 
@@ -376,6 +404,37 @@ def balanced_selection(works: Sequence[tuple[str, str]], max_works: int | None) 
     return interleaved[:max_works]
 
 
+MIDI_FILE_SUFFIXES = (".mid", ".midi")
+
+
+def piano_corpus_pieces(folder: str | os.PathLike) -> tuple[list[CorpusPiece], dict[str, Any]]:
+    """Every MIDI file under `folder`, its first-level subfolder as the source (`pop909`, `asap`, ...) and its
+    path below that as the piece id, in sorted order (the corpus key then depends on contents only)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise PoolingVQInputError(str(root), "--piano-corpus-dir is not a folder")
+    pieces = []
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in MIDI_FILE_SUFFIXES and p.is_file()):
+        relative = path.relative_to(root)
+        source = relative.parts[0] if len(relative.parts) > 1 else root.name
+        pieces.append(CorpusPiece(source, "/".join(relative.parts[1:]) or relative.name, path.read_bytes()))
+    if not pieces:
+        raise PoolingVQInputError(str(root), "no .mid or .midi file under --piano-corpus-dir")
+    return pieces, {"folder": str(root), "files": len(pieces)}
+
+
+def piece_group(source: str, piece_id: str) -> str:
+    """Pieces that must stay on one side of the held-out split: a POP909 song and its alternative versions
+    (`001/001.mid`, `001/versions/001-v1.mid`: the song's folder), an ASAP work and its performances (the file's
+    folder); any other piece is its own group."""
+    parts = piece_id.split("/")
+    if source == "pop909":
+        return f"{source}/{parts[0]}"
+    if source == "asap":
+        return f"{source}/{'/'.join(parts[:-1])}"
+    return f"{source}/{piece_id}"
+
+
 @dataclass
 class PretrainingCorpus:
     """Token rows of all pieces and where each row comes from.
@@ -484,6 +543,9 @@ def build_corpus(args: PretrainingArguments, cache_dir: Path) -> PretrainingCorp
             continue
         source_pieces, details[source] = emotion_training_pieces(source, folder, cache_dir / "datasets")
         pieces += source_pieces
+    if args.piano_corpus_dir:
+        source_pieces, details["piano_corpus"] = piano_corpus_pieces(args.piano_corpus_dir)
+        pieces += source_pieces
     if not args.no_music21:
         source_pieces, details["music21"] = music21_pieces(
             cache_dir,
@@ -505,19 +567,22 @@ def build_corpus(args: PretrainingArguments, cache_dir: Path) -> PretrainingCorp
 
 
 def heldout_pieces(corpus: PretrainingCorpus, fraction: float, seed: int) -> np.ndarray:
-    """bool [num pieces]: a seeded `fraction` of each source's pieces (at least one), held out from training.
+    """bool [num pieces]: a seeded `fraction` of each source's piece groups (at least one), held out.
 
-    Held out by piece, not by row, so that no row of a held-out piece is seen in training.
+    Held out by group (`piece_group`: a song with its versions, a work with its performances), not by row, so
+    that nothing of a held-out piece, not even another performance of it, is seen in training.
     """
     rng = np.random.default_rng(seed)
     sources = np.array([source for source, _ in corpus.pieces])
+    groups = np.array([piece_group(source, piece_id) for source, piece_id in corpus.pieces])
     heldout = np.zeros(len(corpus.pieces), dtype=bool)
     for source in sorted(set(sources)):
-        members = np.flatnonzero(sources == source)
-        if len(members) < 2:
+        source_groups = np.unique(groups[sources == source])
+        if len(source_groups) < 2:
             continue
-        count = min(max(round(fraction * len(members)), 1), len(members) - 1)
-        heldout[rng.choice(members, size=count, replace=False)] = True
+        count = min(max(round(fraction * len(source_groups)), 1), len(source_groups) - 1)
+        chosen = rng.choice(source_groups, size=count, replace=False)
+        heldout |= (sources == source) & np.isin(groups, chosen)
     return heldout
 
 
@@ -618,6 +683,32 @@ class MidiBertForMaskedCP(nn.Module):
         heads = load_file(str(Path(folder) / HEADS_FILENAME))
         model.heads.load_state_dict({name.removeprefix("heads."): tensor for name, tensor in heads.items()})
         return model
+
+
+def initial_model(args: PretrainingArguments) -> MidiBertForMaskedCP:
+    """A fresh model of the flags' size, or the one in `args.init_from` (its heads too, when saved there)."""
+    if not args.init_from:
+        return MidiBertForMaskedCP(args.midibert_config())
+    if (Path(args.init_from) / HEADS_FILENAME).exists():
+        return MidiBertForMaskedCP.load(args.init_from)
+    encoder = MidiBertModel.from_pretrained(args.init_from)
+    model = MidiBertForMaskedCP(encoder.config)
+    model.midibert = encoder
+    return model
+
+
+def transpose_rows(tokens: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift every row's real pitches by one random number of semitones in `[-max_shift, max_shift]`, limited
+    per row so that no pitch leaves the vocabulary's 0..PAD-1 (MIDI 22..107). `tokens`: long [B, L, 4]."""
+    pitch = tokens[..., 2]
+    real = pitch < NUM_REAL_WORDS[2]
+    highest = torch.where(real, pitch, torch.zeros_like(pitch)).amax(-1)  # [B]
+    lowest = torch.where(real, pitch, torch.full_like(pitch, NUM_REAL_WORDS[2])).amin(-1)
+    draw = torch.randint(-max_shift, max_shift + 1, (len(tokens),), generator=generator, device=tokens.device)
+    shift = torch.maximum(torch.minimum(draw, NUM_REAL_WORDS[2] - 1 - highest), -lowest)
+    shifted = tokens.clone()
+    shifted[..., 2] = torch.where(real, pitch + shift[:, None], pitch)
+    return shifted
 
 
 def class_loss_weights(loss_weighting: str) -> torch.Tensor:
@@ -757,6 +848,7 @@ class PretrainingState:
     best_epoch: int = -1
     best_metrics: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    step_in_epoch: int = 0  # steps of the current epoch already taken (a mid-epoch checkpoint)
 
     def state_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -861,7 +953,7 @@ def pretrain(args: PretrainingArguments) -> dict[str, Any]:
         ),
         collate_fn=collate_trimmed,
     )
-    model = MidiBertForMaskedCP(args.midibert_config())
+    model = initial_model(args)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = -(-len(train_sampler) // accelerator.num_processes)
     total_steps = min(args.epochs * steps_per_epoch, args.max_steps or math.inf)
@@ -872,6 +964,7 @@ def pretrain(args: PretrainingArguments) -> dict[str, Any]:
         model, optimizer, train_loader, heldout_loader, scheduler
     )
     state = PretrainingState(corpus_key=corpus.key)
+    steps_done_in_epoch = 0
     accelerator.register_for_checkpointing(state)
     checkpoints = output_dir / "checkpoints"
     if args.resume:
@@ -885,7 +978,10 @@ def pretrain(args: PretrainingArguments) -> dict[str, Any]:
                 f"the checkpoint was trained on corpus {state.corpus_key}, these flags give {corpus.key}: pass the "
                 "flags of the first run (--max-music21-files rather than a time limit gives the same corpus again)",
             )
-        accelerator.print(f"resumed from {last} (epoch {state.epoch}, step {state.step})")
+        steps_done_in_epoch = state.step_in_epoch
+        accelerator.print(
+            f"resumed from {last} (epoch {state.epoch}, step {state.step}, {steps_done_in_epoch} into the epoch)"
+        )
     weights = class_loss_weights(args.loss_weighting)
     unwrapped = accelerator.unwrap_model(model)
     accelerator.print(
@@ -895,9 +991,14 @@ def pretrain(args: PretrainingArguments) -> dict[str, Any]:
 
     while state.epoch < args.epochs and state.step < total_steps:
         train_sampler.set_epoch(state.epoch)
+        # after a mid-epoch checkpoint, the epoch's first batches (same order: seeded by epoch) were trained on
+        loader = accelerator.skip_first_batches(train_loader, steps_done_in_epoch)
         train_metrics = train_one_epoch(
-            model, train_loader, optimizer, scheduler, accelerator, weights, args, state, total_steps
-        )
+            model, loader, optimizer, scheduler, accelerator, weights, args, state, total_steps,
+            first_step_in_epoch=steps_done_in_epoch, checkpoints=checkpoints,
+        )  # fmt: skip
+        steps_done_in_epoch = 0
+        state.step_in_epoch = 0
         heldout_metrics = evaluate_masked(
             model, heldout_loader, accelerator, weights, baseline_words, args.mask_probability, args.seed
         )
@@ -955,17 +1056,26 @@ def train_one_epoch(
     args: PretrainingArguments,
     state: PretrainingState,
     total_steps: int,
+    first_step_in_epoch: int = 0,
+    checkpoints: Path | None = None,
 ) -> dict[str, float]:
-    """One pass over the training rows (or until `total_steps`); returns the mean loss and masked accuracy."""
+    """One pass over the training rows (or until `total_steps`); returns the mean loss and masked accuracy.
+
+    `loader` starts `first_step_in_epoch` batches into the epoch when resuming from a mid-epoch checkpoint;
+    with `args.save_every_steps`, a checkpoint goes to `checkpoints/epoch_<done>_step_<step>` every that many
+    steps (names sort in the order they were written, after the last finished epoch's).
+    """
     model.train()
     loss_sum, correct, masked_count, steps = 0.0, torch.zeros(len(CP_CLASSES)), 0, 0
     tokens_seen, window_started = 0, time.monotonic()
-    for step_in_epoch, tokens in enumerate(loader):
+    for step_in_epoch, tokens in enumerate(loader, start=first_step_in_epoch):
         if state.step >= total_steps:
             break
         generator = masking_generator(
             accelerator.device, args.seed, state.epoch, step_in_epoch, accelerator.process_index
         )
+        if args.transpose:
+            tokens = transpose_rows(tokens, args.transpose, generator)
         masked = mask_cp_tokens(tokens, generator, args.mask_probability)
         logits = model(masked.input_ids, masked.attention_mask)
         loss, _, step_correct = masked_cp_loss(logits, tokens, masked.chosen, weights)
@@ -989,6 +1099,12 @@ def train_one_epoch(
                 flush=True,
             )
             tokens_seen, window_started = 0, time.monotonic()
+        if checkpoints is not None and args.save_every_steps and state.step % args.save_every_steps == 0:
+            state.step_in_epoch = step_in_epoch + 1
+            accelerator.wait_for_everyone()
+            accelerator.save_state(str(checkpoints / f"epoch_{state.epoch:04d}_step_{state.step:08d}"))
+            if accelerator.is_main_process:
+                prune_checkpoints(checkpoints, keep=2)
     accuracy = (correct / max(masked_count, 1)).tolist()
     return {
         "loss": loss_sum / max(steps, 1),

@@ -32,6 +32,8 @@ class PoolingVQProcessor(ProcessorMixin):
             the piece's start, which is also what the audio crop keeps (its first `max_seconds`).
         soundfont: `.sf2` used to synthesize audio for MIDI-only inputs (None: the General MIDI soundfont
             that pretty_midi's wheel carries).
+        synthesis_level: `level` of [`synthesize_midi`]: `"peak"` (every clip at -1 dBFS) or `"velocity"` (the
+            performance's own level, for models that read absolute loudness).
     """
 
     def __init__(
@@ -41,9 +43,11 @@ class PoolingVQProcessor(ProcessorMixin):
         midi_max_length: int = 512,
         midi_max_rows: int = 1,
         soundfont: str | None = None,
+        synthesis_level: str = "peak",
         **kwargs: Any,
     ) -> None:
         super().__init__(feature_extractor)
+        self.synthesis_level = synthesis_level
         self.midi_mode = midi_mode
         self.midi_max_length = midi_max_length
         self.midi_max_rows = midi_max_rows
@@ -52,10 +56,16 @@ class PoolingVQProcessor(ProcessorMixin):
 
     @classmethod
     def for_model(cls, config: Any, **kwargs: Any) -> PoolingVQProcessor:
-        """The processor matching a `PoolingVQConfig`: its sampling rate, audio crop and MIDI row length."""
+        """The processor matching a `PoolingVQConfig`: its sampling rate, audio crop and MIDI row length, and, for
+        an audio encoder that hears absolute loudness (`LogMelConfig(level="absolute")`), waveforms left at their
+        level and synthesis at the performance's level."""
+        absolute = getattr(config.audio_config, "level", None) == "absolute"
         feature_extractor = PoolingVQFeatureExtractor(
-            sampling_rate=config.audio_sampling_rate, max_seconds=config.max_audio_seconds
+            sampling_rate=config.audio_sampling_rate,
+            max_seconds=config.max_audio_seconds,
+            do_normalize=not absolute,
         )
+        kwargs.setdefault("synthesis_level", "velocity" if absolute else "peak")
         return cls(feature_extractor, midi_max_length=config.max_midi_tokens, **kwargs)
 
     @property
@@ -69,6 +79,7 @@ class PoolingVQProcessor(ProcessorMixin):
             sample_rate=self.sampling_rate,
             soundfont=self.soundfont,
             max_seconds=self.feature_extractor.max_seconds,
+            level=self.synthesis_level,
         )
 
     def tokenize_midi(self, midi: str | os.PathLike | bytes) -> np.ndarray:

@@ -29,6 +29,13 @@ from .errors_poolingvq import PoolingVQInputError
 #: (lossy codecs overshoot sample peaks). The feature extractor normalises anyway: the model never sees
 #: the level, only people listening to the clips and the files written from them do.
 PEAK_DBFS = -1.0
+#: With `level="velocity"`, a soundfont's renders are scaled by one gain of its own, chosen so that a reference
+#: chord (C major around middle C, velocity 80, 2 s, GM piano) has this RMS level. Soundfonts differ in their
+#: overall gain by 10 dB and more; calibrated, the same score sounds equally loud whatever the soundfont, while
+#: a louder performance (higher velocities, more notes at once) still sounds louder: the level is the
+#: performance's, not the soundfont's or the clip's.
+REFERENCE_RMS_DBFS = -32.0
+REFERENCE_CHORD = ((60, 80), (64, 80), (67, 80))
 MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 384_000
 SOUNDFONT_FILE_NAME = "TimGM6mb.sf2"
@@ -82,8 +89,9 @@ def synthesize_midi(
     soundfont: str | os.PathLike | None = None,
     max_seconds: float | None = 60.0,
     sustain_pedal: bool = True,
+    level: str = "peak",
 ) -> np.ndarray:
-    """Render a MIDI score to a float32 [T] mono waveform in [-1, 1], peak at -1 dBFS.
+    """Render a MIDI score to a float32 [T] mono waveform, peak at -1 dBFS (or at the performance's own level).
 
     The score is first cut to its first `max_seconds` (notes that start later are dropped, notes still
     sounding are shortened), so a long MIDI costs bounded time; the audio is then cut to exactly
@@ -106,9 +114,13 @@ def synthesize_midi(
         sustain_pedal: hold notes released under the sustain pedal until the pedal is lifted. On by
             default: EMOPIA's piano transcriptions carry the pianist's pedalling as CC64, and without it
             their notes sound dry and detached, unlike the recordings they were transcribed from.
+        level: `"peak"`: every clip peaks at -1 dBFS (the same level whatever its dynamics). `"velocity"`: the
+            soundfont's calibrated gain (see `REFERENCE_RMS_DBFS`), so a piece played softer renders softer;
+            what a model reads when it is to hear dynamics. A very loud clip may then exceed 1.0: it is scaled
+            down to peak at 0 dBFS, the one case where its level is not kept.
 
     Returns:
-        float32 [T] mono: the mean of the synthesizer's two channels, peak-normalised.
+        float32 [T] mono: the mean of the synthesizer's two channels.
 
     Raises:
         PoolingVQInputError: missing, empty or corrupt MIDI; a score without notes (within `max_seconds`);
@@ -120,6 +132,8 @@ def synthesize_midi(
         raise PoolingVQInputError(midi, f"sample_rate {sample_rate} Hz is outside [1000, 384000] Hz")
     if max_seconds is not None and not max_seconds > 0:
         raise PoolingVQInputError(midi, f"max_seconds must be positive or None, got {max_seconds}")
+    if level not in ("peak", "velocity"):
+        raise ValueError(f"level={level!r}: choose 'peak' or 'velocity'")
 
     score = _read_score(midi).to("second")  # a copy: the caller's score is never modified
     if score.note_num() == 0:
@@ -131,16 +145,42 @@ def synthesize_midi(
         if score.note_num() == 0:
             raise PoolingVQInputError(midi, f"the MIDI has no notes in its first {max_seconds:g} s")
 
-    synthesizer, render_lock = _load_synthesizer(_resolve_soundfont(soundfont), int(sample_rate))
-    with render_lock:
-        stereo = synthesizer.render(score, stereo=True)  # [2, T]
-    waveform = stereo.mean(axis=0, dtype=np.float32)
+    soundfont_path = _resolve_soundfont(soundfont)
+    waveform = _render(score, soundfont_path, int(sample_rate))
     if max_seconds is not None:
         waveform = waveform[: round(max_seconds * sample_rate)]
     peak = float(np.abs(waveform).max(initial=0.0))
     if not np.isfinite(peak) or peak == 0.0:
         raise PoolingVQInputError(midi, "the MIDI renders to silence with this soundfont")
-    return np.ascontiguousarray(waveform * np.float32(10 ** (PEAK_DBFS / 20) / peak))
+    if level == "velocity":
+        gain = min(_calibrated_gain(soundfont_path, int(sample_rate)), 1.0 / peak)
+    else:
+        gain = 10 ** (PEAK_DBFS / 20) / peak
+    return np.ascontiguousarray(waveform * np.float32(gain))
+
+
+def _render(score: symusic.Score, soundfont_path: str, sample_rate: int) -> np.ndarray:
+    """The synthesizer's output, mixed to mono float32 [T]."""
+    synthesizer, render_lock = _load_synthesizer(soundfont_path, sample_rate)
+    with render_lock:
+        stereo = synthesizer.render(score, stereo=True)  # [2, T]
+    return stereo.mean(axis=0, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _calibrated_gain(soundfont_path: str, sample_rate: int) -> float:
+    """The gain that brings `REFERENCE_CHORD` (2 s, GM piano) to `REFERENCE_RMS_DBFS` with this soundfont."""
+    ticks = 480
+    score = symusic.Score(ticks)
+    track = symusic.Track(program=0)
+    for pitch, velocity in REFERENCE_CHORD:
+        track.notes.append(symusic.Note(0, 4 * ticks, pitch, velocity))  # 4 beats at 120 bpm = 2 s
+    score.tracks.append(track)
+    reference = _render(score.to("second"), soundfont_path, sample_rate)[: 2 * sample_rate]
+    rms = float(np.sqrt(np.mean(np.square(reference, dtype=np.float64))))
+    if not rms > 0:
+        raise PoolingVQInputError(soundfont_path, "the soundfont renders a piano chord to silence")
+    return 10 ** (REFERENCE_RMS_DBFS / 20) / rms
 
 
 def _read_score(midi: str | os.PathLike | bytes | symusic.Score) -> symusic.Score:

@@ -159,6 +159,12 @@ class LogMelConfig(PreTrainedConfig):
             the standard onset detection function: its average over a window counts notes per second, the
             second cue of arousal (EMOPIA: 8.6-10.2 notes/s in Q1/Q2 against 4.6-4.8 in Q3/Q4), which a pooled
             mel frame hides.
+        key_profile_seconds: 0 (off), or the span of a centred window over which the chroma is averaged and
+            correlated with the Krumhansl-Kessler profiles of the 12 major and the 12 minor keys; two channels,
+            the best major and the best minor correlation. Mode (major against minor) is the textbook cue of
+            valence, but it is a relation between pitch classes: the same chord in another key has another chroma
+            vector, and no linear map of the chroma tells major from minor in every key. Needs `num_chroma_bins`
+            12.
     """
 
     model_type: ClassVar[str] = "poolingvq_logmel"
@@ -176,6 +182,7 @@ class LogMelConfig(PreTrainedConfig):
     num_chroma_bins: int = 0
     chroma_n_fft: int = 4096
     onset_strength: bool = False
+    key_profile_seconds: float = 0.0
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
@@ -188,7 +195,8 @@ class LogMelConfig(PreTrainedConfig):
 
     @property
     def hidden_size(self) -> int:
-        return self.num_mel_bins + self.num_chroma_bins + int(self.onset_strength)
+        keys = 2 if self.key_profile_seconds > 0 else 0
+        return self.num_mel_bins + self.num_chroma_bins + int(self.onset_strength) + keys
 
 
 def frame_hop(audio_config: PreTrainedConfig) -> int:

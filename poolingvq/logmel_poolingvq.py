@@ -12,6 +12,20 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from .configuration_poolingvq import LogMelConfig
 
+#: Krumhansl & Kessler's key profiles (probe-tone ratings, 1982), C major and C minor, from C up by semitones.
+MAJOR_PROFILE = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
+MINOR_PROFILE = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
+
+
+def key_profiles() -> torch.Tensor:
+    """`[12, 24]`: the 12 major then the 12 minor key profiles as columns, each z-scored (for correlations)."""
+    columns = []
+    for profile in (MAJOR_PROFILE, MINOR_PROFILE):
+        base = torch.tensor(profile, dtype=torch.float32)
+        base = (base - base.mean()) / base.std(unbiased=False)
+        columns += [base.roll(tonic) for tonic in range(12)]
+    return torch.stack(columns, dim=1)
+
 
 class LogMelEncoder(nn.Module):
     """Waveform `[B, S]` -> frames `[B, T, hidden_size]` at `sampling_rate / hop_length` frames/s: log-mel,
@@ -47,6 +61,8 @@ class LogMelEncoder(nn.Module):
             )  # [chroma, F]
             self.register_buffer("chroma_filters", torch.tensor(chroma.T, dtype=torch.float32).contiguous())
             self.register_buffer("chroma_window", torch.hann_window(config.chroma_n_fft))
+        if getattr(config, "key_profile_seconds", 0) > 0:
+            self.register_buffer("key_profiles", key_profiles())
 
     def num_frames(self, samples: torch.Tensor) -> torch.Tensor:
         """Frames of a centred STFT over `samples` samples: one per hop, plus one."""
@@ -93,7 +109,10 @@ class LogMelEncoder(nn.Module):
         log_mel = (torch.maximum(log_mel, peak - config.dynamic_range) + 4.0) / 4.0
         parts = [log_mel]
         if config.num_chroma_bins:
-            parts.append(self._chroma(waveform, frames))
+            chroma = self._chroma(waveform, frames)
+            parts.append(chroma)
+            if getattr(config, "key_profile_seconds", 0) > 0:
+                parts.append(self._key_correlations(chroma, real))
         if config.onset_strength:
             parts.append(self._onset_strength(log_mel))
         log_mel = torch.cat(parts, dim=-1) if len(parts) > 1 else log_mel
@@ -117,6 +136,24 @@ class LogMelEncoder(nn.Module):
         ).abs()  # [B, F, T]: the same frame centres as the mel's STFT
         chroma = spectrum.transpose(1, 2)[:, :frames] @ self.chroma_filters  # [B, T, chroma]
         return chroma / chroma.amax(-1, keepdim=True).clamp_min(1e-6)
+
+    def _key_correlations(self, chroma: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
+        """`[B, T, 12]` chroma -> `[B, T, 2]`: the best correlation of the chroma averaged over a centred window of
+        `key_profile_seconds` with a major key profile, and with a minor one (0 where the window is silent)."""
+        if real is not None:
+            chroma = chroma * real[..., None]
+        width = max(
+            int(self.config.key_profile_seconds * self.config.sampling_rate / self.config.hop_length), 1
+        )
+        width += 1 - width % 2  # odd: centred
+        smoothed = torch.nn.functional.avg_pool1d(
+            chroma.transpose(1, 2), width, stride=1, padding=width // 2, count_include_pad=True
+        ).transpose(1, 2)  # [B, T, 12]
+        centred = smoothed - smoothed.mean(-1, keepdim=True)
+        spread = centred.square().mean(-1, keepdim=True).sqrt()
+        correlations = (centred / spread.clamp_min(1e-6)) @ self.key_profiles / 12  # [B, T, 24], Pearson's r
+        correlations = correlations * (spread > 1e-4)  # a silent window has no key
+        return torch.stack([correlations[..., :12].amax(-1), correlations[..., 12:].amax(-1)], dim=-1)
 
     @staticmethod
     def _onset_strength(log_mel: torch.Tensor) -> torch.Tensor:

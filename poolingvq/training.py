@@ -980,7 +980,10 @@ def train_command(namespace: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per saved file otherwise
     args = dataclass_from_namespace(TrainingArguments, namespace)
-    metrics = train(args)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():  # log lines go above the progress bars, not into them
+        metrics = train(args)
     test = metrics["test"]
     print(
         f"test accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f} (best epoch {metrics['best_epoch']})"

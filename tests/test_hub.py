@@ -190,8 +190,9 @@ def test_predict_runs_a_cached_hub_model_in_a_fresh_process(tmp_path: Path, hub_
         ["predict", "--model", "nobody/no-such-model", "--example", "Q1"],
         ["import-weights", "--mert", "nobody/no-such-model", "--midibert", "x.ckpt", "--out", "out"],
         ["train", "--model-init", "nobody/no-such-model", "--output-dir", "out"],
+        ["demo", "--model", "nobody/no-such-model", "--port", "1"],  # refused before any server starts
     ],
-    ids=["predict", "import-weights", "train"],
+    ids=["predict", "import-weights", "train", "demo"],
 )
 def test_an_unknown_model_id_is_one_line_without_traceback(
     argv: list[str], tmp_path: Path, hub_cache: Path

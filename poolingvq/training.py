@@ -303,11 +303,14 @@ def check_encoders_loaded(args: TrainingArguments, config: PoolingVQConfig) -> N
         return
     records = provenance.encoder_weights(config)
     names = {"audio": "the audio encoder (MERT)", "midi": "the MIDI encoder (MIDI-BERT)"}
-    states = {"random": "holds random weights", "unknown": "has no record of where its weights came from"}
+    states = {
+        "random": "holds random weights",
+        "unknown": "has no record of where its weights came from (saved before import-weights recorded it)",
+    }
     what = " and ".join(f"{names[name]} {states[records[name]['kind']]}" for name in not_loaded)
     raise PoolingVQInputError(
         f"--model-init {args.model_init}",
-        f"{what}, never loaded from pre-trained ones. Build the model from the official weights with "
+        f"{what}: PoolingVQ trains on pre-trained encoders. Build the model from the official weights with "
         "`poolingvq import-weights --mert m-a-p/MERT-v1-95M --midibert CKPT --out DIR` and train with "
         "`--model-init DIR`"
         + (" (or give a pre-trained MIDI encoder with --midi-encoder)" if not_loaded == ["midi"] else "")

@@ -20,6 +20,7 @@ from typing import Any
 import datasets
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from poolingvq.arguments import add_prepare_dataset_arguments  # noqa: F401  (its flags, defined without datasets)
 from poolingvq.errors_poolingvq import PoolingVQInputError
 
 from .common import MusicEmotionBuilder, format_report
@@ -30,33 +31,6 @@ DATASET_BUILDERS: dict[str, type[MusicEmotionBuilder]] = {"emopia": EmopiaBuilde
 PRETTY_NAMES = {"emopia": "EMOPIA", "vgmidi": "VGMIDI"}
 # Absolute paths on the machine that prepared the data: meaningless on the Hub, so left out of the Parquet files.
 LOCAL_COLUMNS = ("midi_path", "audio_path")
-
-
-def add_prepare_dataset_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of `poolingvq prepare-dataset`."""
-    parser.add_argument("dataset", choices=sorted(DATASET_BUILDERS), help="which dataset to prepare")
-    parser.add_argument("--data-dir", help="the unzipped release (default: download the public release)")
-    parser.add_argument(
-        "--config", help="the split: paper (default), release (emopia) or release_0.2 (vgmidi)"
-    )
-    parser.add_argument("--audio-dir", help="your audio, one file per clip named <id>.wav|.flac|.mp3")
-    parser.add_argument(
-        "--no-synthesize",
-        action="store_true",
-        help="do not synthesize audio for clips without an audio file (they get no audio_path)",
-    )
-    parser.add_argument(
-        "--soundfont", help="an .sf2 soundfont for synthesis (default: the synthesizer's own)"
-    )
-    parser.add_argument("--sample-rate", type=int, default=24000, help="of synthesized audio (default 24000)")
-    parser.add_argument(
-        "--max-seconds", type=float, default=60.0, help="synthesize at most this much of a clip"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=42, help="of the draws that make splits the release lacks"
-    )
-    parser.add_argument("--cache-dir", help="the datasets cache to prepare in (default: HF_DATASETS_CACHE)")
-    parser.add_argument("--out", required=True, help="the folder to write the dataset and its card to")
 
 
 def prepare_dataset_command(args: argparse.Namespace) -> int:

@@ -1,51 +1,55 @@
 """PoolingVQ: multimodal (audio + MIDI) music emotion recognition, Hugging Face Hub-native.
 
 Importing the package registers the model, its processor and the `"music-emotion"` pipeline with transformers'
-Auto classes and pipeline registry, so `pipeline("music-emotion", model=folder)` works in this process.
+Auto classes and pipeline registry, so `pipeline("music-emotion", model=folder)` works in this process. The
+registration waits until transformers is imported (`registration.py`), and the classes below are imported on first
+use: `import poolingvq.cli` (every `poolingvq` command) does not pay seconds for torch and transformers.
 """
 
-from transformers import (
-    AutoConfig,
-    AutoFeatureExtractor,
-    AutoModel,
-    AutoModelForAudioClassification,
-    AutoProcessor,
-)
-from transformers.pipelines import PIPELINE_REGISTRY
+from __future__ import annotations
 
-from .configuration_poolingvq import (
-    QUADRANT_LABELS,
-    QUADRANT_MEANINGS,
-    LogMelConfig,
-    MidiBertConfig,
-    PoolingVQConfig,
-)
+import importlib
+from typing import Any
+
 from .errors_poolingvq import PoolingVQInputError
-from .feature_extraction_poolingvq import PoolingVQFeatureExtractor
-from .logmel_poolingvq import LogMelEncoder
-from .midibert_poolingvq import MidiBertModel
-from .modeling_poolingvq import MusicEmotionOutput, PoolingVQForMusicEmotion
-from .pipeline_music_emotion import MusicEmotionPipeline
-from .predict import EMBEDDED_MODEL_DIR, embedded_model_dir
-from .processing_poolingvq import PoolingVQProcessor
-from .quantization_poolingvq import POOLING_RULES, PoolingVQQuantizer
-from .tokenization_poolingvq import CPMidiTokenizer
+from .registration import register_when_transformers_is_imported
 
-AutoConfig.register(PoolingVQConfig.model_type, PoolingVQConfig, exist_ok=True)
-AutoConfig.register(MidiBertConfig.model_type, MidiBertConfig, exist_ok=True)
-AutoModel.register(PoolingVQConfig, PoolingVQForMusicEmotion, exist_ok=True)
-AutoModel.register(MidiBertConfig, MidiBertModel, exist_ok=True)
-AutoModelForAudioClassification.register(PoolingVQConfig, PoolingVQForMusicEmotion, exist_ok=True)
-AutoFeatureExtractor.register(PoolingVQConfig, PoolingVQFeatureExtractor, exist_ok=True)
-AutoProcessor.register(PoolingVQConfig, PoolingVQProcessor, exist_ok=True)
-# `pipeline("music-emotion")` without a model runs the model shipped inside the package (issue 7), when there is one.
-PIPELINE_REGISTRY.register_pipeline(
-    "music-emotion",
-    pipeline_class=MusicEmotionPipeline,
-    pt_model=AutoModelForAudioClassification,
-    default={"model": (str(EMBEDDED_MODEL_DIR), "main")} if embedded_model_dir() else None,
-    type="multimodal",
-)
+#: Public name -> the module that defines it, imported when the name is first used.
+_LAZY_NAMES = {
+    "QUADRANT_LABELS": "configuration_poolingvq",
+    "QUADRANT_MEANINGS": "configuration_poolingvq",
+    "LogMelConfig": "configuration_poolingvq",
+    "MidiBertConfig": "configuration_poolingvq",
+    "PoolingVQConfig": "configuration_poolingvq",
+    "PoolingVQFeatureExtractor": "feature_extraction_poolingvq",
+    "LogMelEncoder": "logmel_poolingvq",
+    "MidiBertModel": "midibert_poolingvq",
+    "MusicEmotionOutput": "modeling_poolingvq",
+    "PoolingVQForMusicEmotion": "modeling_poolingvq",
+    "MusicEmotionPipeline": "pipeline_music_emotion",
+    "EMBEDDED_MODEL_DIR": "predict",
+    "embedded_model_dir": "predict",
+    "PoolingVQProcessor": "processing_poolingvq",
+    "POOLING_RULES": "quantization_poolingvq",
+    "PoolingVQQuantizer": "quantization_poolingvq",
+    "CPMidiTokenizer": "tokenization_poolingvq",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_NAMES.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_NAMES))
+
+
+register_when_transformers_is_imported()
 
 __all__ = [
     "POOLING_RULES",

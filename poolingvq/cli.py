@@ -1,5 +1,7 @@
 """`poolingvq ...`: the command line. Thin on purpose: each subcommand parses its flags here and hands them to
-the module that does the work, imported only when that subcommand runs (so `poolingvq --help` stays fast).
+the module that does the work, imported only when that subcommand runs. Building the parsers imports nothing but
+the standard library (the flags of the heavy subcommands are in `arguments.py`), so `poolingvq --help` and every
+subcommand's `--help` answer in a fraction of a second; a test checks that importing this module imports no torch.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
+from . import arguments
 from .errors_poolingvq import PoolingVQInputError
 
 
@@ -44,7 +47,14 @@ def _add_tokenize_midi(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="the Russell quadrant of one piece (audio and/or MIDI)")
+    p = sub.add_parser(
+        "predict",
+        help="the Russell quadrant of each piece: audio and/or MIDI files, or folders of them",
+        description="Classify pieces with one model load. x.mid and x.wav in the same folder are one piece; a "
+        "file alone is a piece alone. One row per piece; a file that fails is named on stderr, the others still "
+        "get answers, and the exit status is 0 only when every piece succeeded.",
+    )
+    p.add_argument("files", nargs="*", help="audio / MIDI files, or folders searched for them")
     p.add_argument("--audio", help="an audio file (wav, flac, ogg, mp3)")
     p.add_argument("--midi", help="a MIDI file (without --audio, the audio is synthesized from it)")
     p.add_argument("--example", choices=("Q1", "Q2", "Q3", "Q4"), help="write and classify an example piece")
@@ -52,35 +62,35 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--model", help="a PoolingVQ model folder or Hub repo id (default: the model embedded in the package)"
     )
     p.add_argument("--revision", help="Hub branch, tag or commit of --model (default: main)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--top-k", type=int, help="how many quadrants to give per piece, best first (default: all)"
+    )
+    p.add_argument("--device", help="where the model runs: cpu, cuda, cuda:1, mps (default: cpu)")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    output.add_argument("--csv", action="store_true", help="print CSV (one row per piece) instead of a table")
     p.set_defaults(handler="poolingvq.predict:predict_command")
 
 
 def _add_prepare_dataset(sub: argparse._SubParsersAction) -> None:
-    from dataset_scripts.prepare import add_prepare_dataset_arguments
-
     p = sub.add_parser(
         "prepare-dataset", help="EMOPIA / VGMIDI with their official splits -> DatasetDict + Parquet + card"
     )
-    add_prepare_dataset_arguments(p)
+    arguments.add_prepare_dataset_arguments(p)
     p.set_defaults(handler="dataset_scripts.prepare:prepare_dataset_command")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from .training import add_training_arguments
-
     p = sub.add_parser("train", help="train PoolingVQ with the paper's recipe (Accelerate; feature cache)")
-    add_training_arguments(p)
+    arguments.add_training_arguments(p)
     p.set_defaults(handler="poolingvq.training:train_command")
 
 
 def _add_experiment(sub: argparse._SubParsersAction) -> None:
-    from .experiments import add_experiment_arguments
-
     p = sub.add_parser(
         "experiment", help="the paper's ablations / codebook sweep over seeds: tables and plots"
     )
-    add_experiment_arguments(p)
+    arguments.add_experiment_arguments(p)
     p.set_defaults(handler="poolingvq.experiments:experiment_command")
 
 
@@ -96,12 +106,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_pretrain_midi(sub: argparse._SubParsersAction) -> None:
-    from .pretraining import add_pretrain_midi_arguments
-
     p = sub.add_parser(
         "pretrain-midi", help="pre-train a small MIDI-BERT (masked CP tokens) on offline symbolic music"
     )
-    add_pretrain_midi_arguments(p)
+    arguments.add_pretrain_midi_arguments(p)
     p.set_defaults(handler="poolingvq.pretraining:pretrain_midi_command")
 
 

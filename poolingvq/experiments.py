@@ -25,8 +25,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .arguments import dataclass_from_namespace
-from .training import TrainingArguments, add_training_arguments, train
+from .arguments import CODEBOOK_SIZES, dataclass_from_namespace
+from .training import TrainingArguments, train
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "only average pooling": {"pooling": "avg"},
     "only max pooling": {"pooling": "max"},
 }
-CODEBOOK_SIZES = (8, 16, 32, 64, 128, 256)
 
 
 def suite_variants(suite: str, codebook_sizes: tuple[int, ...] = CODEBOOK_SIZES) -> dict[str, dict[str, Any]]:
@@ -250,29 +249,6 @@ def plot(result: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
-
-
-def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--suite", choices=("table1", "ablation", "codebook-sweep"), default="ablation")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (3)")
-    parser.add_argument(
-        "--codebook-sizes",
-        type=lambda text: tuple(int(x) for x in text.split(",")),
-        default=CODEBOOK_SIZES,
-        help="P grid of the codebook sweep, comma-separated (8,16,32,64,128,256)",
-    )
-    parser.add_argument(
-        "--variants",
-        type=lambda text: tuple(name.strip() for name in text.split(",")),
-        default=None,
-        help="only these variants of the suite, comma-separated (default: all of them)",
-    )
-    parser.add_argument(
-        "--save-models",
-        action="store_true",
-        help="also write each run's model folder (default: metrics only)",
-    )
-    add_training_arguments(parser)
 
 
 def experiment_command(namespace: argparse.Namespace) -> int:

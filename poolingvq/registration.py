@@ -126,6 +126,13 @@ class _WatchedLoader(importlib.abc.Loader):
         self.loader = loader
         self.counts = counts  # the package's modules count in the depth, transformers does not
 
+    def __getattr__(
+        self, name: str
+    ) -> Any:  # get_code (runpy, `python -m`), get_source, get_resource_reader...
+        if name == "loader":
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
     def create_module(self, spec: Any) -> ModuleType | None:
         return self.loader.create_module(spec)
 

@@ -45,6 +45,15 @@ def test_importing_the_cli_and_building_every_parser_imports_nothing_heavy():
     assert after_import == [] and after_parsers == []
 
 
+@pytest.mark.parametrize("module", ["poolingvq.cli", "poolingvq.train"])
+def test_python_dash_m_runs_the_entry_points(module):
+    """`python -m poolingvq.cli` and `accelerate launch -m poolingvq.train` go through runpy and the import hook."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0 and result.stdout.startswith("usage: "), result.stderr
+
+
 def test_every_subcommand_has_its_help():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices

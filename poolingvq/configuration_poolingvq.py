@@ -155,8 +155,8 @@ class LogMelConfig(PreTrainedConfig):
             largest bin (level-free: loudness is the mel part's job).
         chroma_n_fft: the chroma's own, longer STFT window (4096 samples = 5.9 Hz bins at 24 kHz: semitones are
             resolved from about 100 Hz up; the mel's 1024-sample window resolves them only above ~400 Hz).
-        onset_strength: add one channel of spectral flux (the mean rise of the log-mel from the previous frame),
-            the standard onset detection function: its average over a window counts notes per second, the
+        onset_strength: add one channel of onset strength (the share of mel bins rising by more than 4 dB over
+            two frames, a thresholded spectral flux): its average over a window grows with the notes per second, the
             second cue of arousal (EMOPIA: 8.6-10.2 notes/s in Q1/Q2 against 4.6-4.8 in Q3/Q4), which a pooled
             mel frame hides.
         key_profile_seconds: 0 (off), or the span of a centred window over which the chroma is averaged and
@@ -400,6 +400,7 @@ class PoolingVQConfig(PreTrainedConfig):
                     "level": "absolute",
                     "num_chroma_bins": 12,
                     "onset_strength": True,
+                    "key_profile_seconds": 4.0,
                 },
                 "midi_config": dict(OFFLINE_MIDI_CONFIG),
                 # the head reads both stages (audio gets a direct path) and learns to answer from one modality

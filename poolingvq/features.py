@@ -77,6 +77,7 @@ from .quantization_poolingvq import PoolingVQQuantizer
 from .synthesis_poolingvq import (
     REFERENCE_RMS_DBFS,
     RETUNE_VERSION,
+    VELOCITY_RENDER_VERSION,
     default_soundfont_path,
     synthesize_midi,
 )
@@ -197,6 +198,7 @@ def preprocessing_settings(
         if synthesis_kwargs.get("level", "peak") != "peak":  # absent for "peak": earlier keys stay valid
             settings["synthesis"]["level"] = synthesis_kwargs["level"]
             settings["synthesis"]["reference_rms_dbfs"] = REFERENCE_RMS_DBFS
+            settings["synthesis"]["velocity_render_version"] = VELOCITY_RENDER_VERSION
     return settings
 
 

@@ -9,6 +9,7 @@ use: `import poolingvq.cli` (every `poolingvq` command) does not pay seconds for
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 from .errors_poolingvq import PoolingVQInputError
@@ -38,7 +39,9 @@ _LAZY_NAMES = {
 
 def __getattr__(name: str) -> Any:
     module_name = _LAZY_NAMES.get(name)
-    if module_name is None:
+    if module_name is None:  # a submodule (`poolingvq.predict`), as an eager import used to leave it
+        if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            return importlib.import_module(f".{name}", __name__)
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module_name}", __name__), name)
     globals()[name] = value  # looked up once

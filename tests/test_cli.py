@@ -128,6 +128,19 @@ def test_the_package_registers_with_transformers_however_it_is_imported(first_im
     assert result.returncode == 0 and "registered" in result.stdout, result.stderr
 
 
+def test_the_lazy_package_still_offers_its_names_and_submodules():
+    code = (
+        "import sys, poolingvq\n"
+        "assert callable(poolingvq.predict.embedded_model_dir) and 'torch' not in sys.modules\n"
+        "from poolingvq import *\n"
+        "assert PoolingVQConfig.model_type == 'poolingvq' and QUADRANT_LABELS[0] == 'Q1'\n"
+        "assert 'PoolingVQForMusicEmotion' in dir(poolingvq)\n"
+        "print('ok')\n"
+    )
+    result = run_python(code)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
 # --- predict: many files, folders -------------------------------------------------------------------------------
 
 

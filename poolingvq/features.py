@@ -15,12 +15,14 @@ A changed input, setting or model therefore gets a new key and never reuses stal
 under another name or path share an entry. Nothing about the trained parts (codebook, fusion, head) enters the
 key: one cache serves every ablation that shares the frozen encoders.
 
-Crash safety. An entry is written to a temporary file in its own folder, fsync'ed, then renamed over the final
-name (`os.replace` is atomic), so a reader sees a whole entry or none. A run killed with SIGKILL leaves at
+Crash safety. An entry is written by the package's one atomic writer (`files_poolingvq.atomic_write_bytes`): to
+a temporary file in its own folder, fsync'ed, then renamed over the final name (`os.replace` is atomic), so a
+reader sees a whole entry or none. A run killed with SIGKILL leaves at
 most one temporary file per process, named with its writer's pid and host; the next run removes those whose
 writer is gone and recomputes only the clips without an entry. Entries carry a CRC-32 of their tensors: a
 truncated file fails safetensors' own header check (`key in cache`), a damaged one the checksum (`cache.get`);
-either is logged, deleted and treated as missing.
+either is logged, deleted and treated as missing. Extraction reads every entry it finds in full
+(`cache.verify`), so a damaged entry is recomputed there, before training needs it.
 
 Layout: `root/ab/abcdef....safetensors` (the first two hex digits fan the entries out over 256 folders),
 holding `audio` [T, D] fp16 (T frames at 75/s), `midi` [L, D] fp16 (L real CP tokens) and string metadata: the
@@ -50,9 +52,6 @@ import json
 import logging
 import os
 import random
-import socket
-import tempfile
-import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,7 +60,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import symusic
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors
@@ -69,18 +67,14 @@ from safetensors.torch import save as safetensors_bytes
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
+from . import files_poolingvq
+from .cache_keys import canonical_json, file_sha256, key_of, synthesis_settings
 from .configuration_poolingvq import PoolingVQConfig
 from .errors_poolingvq import PoolingVQInputError
 from .feature_extraction_poolingvq import PoolingVQFeatureExtractor, load_audio
 from .modeling_poolingvq import FeatureStandardization, PoolingVQForMusicEmotion
 from .quantization_poolingvq import PoolingVQQuantizer
-from .synthesis_poolingvq import (
-    REFERENCE_RMS_DBFS,
-    RETUNE_VERSION,
-    VELOCITY_RENDER_VERSION,
-    default_soundfont_path,
-    synthesize_midi,
-)
+from .synthesis_poolingvq import synthesize_midi
 from .tokenization_poolingvq import CPMidiTokenizer
 
 logger = logging.getLogger(__name__)
@@ -104,12 +98,11 @@ CONFIG_FIELDS_WITHOUT_EFFECT = frozenset(
 )
 #: A temporary file whose writer is on another host cannot be checked for liveness; after this long it is
 #: certainly abandoned (one entry takes well under a second to write).
-ORPHANED_TEMP_FILE_SECONDS = 3600.0
+ORPHANED_TEMP_FILE_SECONDS = files_poolingvq.ORPHANED_TEMP_FILE_SECONDS
 #: What `synthesis_kwargs` may set; the rate and the crop always come from the feature extractor.
 SYNTHESIS_OPTIONS = frozenset({"soundfont", "sustain_pedal", "level"})
-_TEMP_SUFFIX = ".tmp"
 _ENTRY_SUFFIX = ".safetensors"
-_HOST = socket.gethostname().replace(".", "_")
+_HOST = files_poolingvq.HOST
 
 
 class ClipFailure(NamedTuple):
@@ -139,14 +132,14 @@ def encoder_fingerprint(model: PoolingVQForMusicEmotion) -> str:
         "audio_feature_layers": config.audio_feature_layers,
         "midi_feature_layer": config.midi_feature_layer,
     }
-    digest.update(_canonical_json(selection).encode())
+    digest.update(canonical_json(selection).encode())
     for name, encoder in (("audio", model.audio_encoder), ("midi", model.midi_encoder)):
         encoder_config = {
             field_name: value
             for field_name, value in encoder.config.to_dict().items()
             if field_name not in CONFIG_FIELDS_WITHOUT_EFFECT and not field_name.startswith("_")
         }
-        digest.update(_canonical_json({name: encoder_config}).encode())
+        digest.update(canonical_json({name: encoder_config}).encode())
         for tensor_name, tensor in encoder.state_dict().items():
             header = f"{name}.{tensor_name}|{tensor.dtype}|{tuple(tensor.shape)}"
             digest.update(header.encode())
@@ -188,35 +181,18 @@ def preprocessing_settings(
                 f"synthesis_kwargs may set {sorted(SYNTHESIS_OPTIONS)}, not {sorted(unknown)} (the rate and "
                 "the crop come from the feature extractor)"
             )
-        soundfont = synthesis_kwargs.get("soundfont") or default_soundfont_path()
-        settings["synthesis"] = {
-            "soundfont_sha256": file_sha256(soundfont),
-            "retune_version": RETUNE_VERSION,
-            "sustain_pedal": bool(synthesis_kwargs.get("sustain_pedal", True)),
-            "symusic": symusic.__version__,
-        }
-        if synthesis_kwargs.get("level", "peak") != "peak":  # absent for "peak": earlier keys stay valid
-            settings["synthesis"]["level"] = synthesis_kwargs["level"]
-            settings["synthesis"]["reference_rms_dbfs"] = REFERENCE_RMS_DBFS
-            settings["synthesis"]["velocity_render_version"] = VELOCITY_RENDER_VERSION
+        # The same description the dataset builders key their synthesized audio by (cache_keys.py).
+        settings["synthesis"] = synthesis_settings(
+            synthesis_kwargs.get("soundfont"),
+            sustain_pedal=synthesis_kwargs.get("sustain_pedal", True),
+            level=synthesis_kwargs.get("level", "peak"),
+        )
     return settings
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 (hex) of a file's bytes, read by blocks; a missing or unreadable file is an input error."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as file:
-            while block := file.read(1 << 20):
-                digest.update(block)
-    except OSError as error:
-        raise PoolingVQInputError(path, f"cannot be read ({error.strerror or error})") from error
-    return digest.hexdigest()
 
 
 def clip_key(clip: Mapping[str, Any], fingerprint: str, settings: Mapping[str, Any]) -> str:
     """The cache key (sha256 hex) of a clip's features: the hash of [`clip_key_parts`]."""
-    return _key_of(clip_key_parts(clip, fingerprint, settings))
+    return key_of(clip_key_parts(clip, fingerprint, settings))
 
 
 def clip_key_parts(clip: Mapping[str, Any], fingerprint: str, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -239,14 +215,6 @@ def clip_key_parts(clip: Mapping[str, Any], fingerprint: str, settings: Mapping[
     else:
         raise ValueError(f"clip {clip.get('id')!r} has no audio_path and the settings have no synthesis")
     return parts
-
-
-def _key_of(parts: Mapping[str, Any]) -> str:
-    return hashlib.sha256(_canonical_json(parts).encode()).hexdigest()
-
-
-def _canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> np.ndarray:
@@ -359,43 +327,21 @@ class FeatureCache:
         stored = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
         entry_metadata = {name: str(value) for name, value in (metadata or {}).items()}
         entry_metadata.update(format=CACHE_FORMAT, crc32=_checksum(stored))
-        data = safetensors_bytes(stored, metadata=entry_metadata)
-        descriptor, temp_name = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{key}.{os.getpid()}.", suffix=f".{_HOST}{_TEMP_SUFFIX}"
-        )
-        try:
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
-        _fsync_folder(path.parent)
-        return path
+        return files_poolingvq.atomic_write_bytes(path, safetensors_bytes(stored, metadata=entry_metadata))
+
+    def verify(self, key: str) -> bool:
+        """Whether an intact entry exists, its tensors read and checked against their CRC-32 (a damaged entry
+        is logged and deleted). Costs a read of the entry; `key in cache` reads its header only."""
+        return self.get(key) is not None
 
     def remove_orphaned_temp_files(self) -> int:
         """Delete the temporary files of writers that died mid-write; returns how many were deleted.
 
-        A temporary file is `.<key>.<pid>.<random>.<host>.tmp`. It is orphaned when its writer ran on this
-        host and that process is gone, or when it is older than `ORPHANED_TEMP_FILE_SECONDS` (writers
-        elsewhere). Files of live writers are left alone, so this is safe while other processes write.
+        A temporary file is `.<name>.<pid>.<random>.<host>.tmp` (see `files_poolingvq`). It is orphaned when its
+        writer ran on this host and that process is gone, or when it is older than `ORPHANED_TEMP_FILE_SECONDS`
+        (writers elsewhere). Files of live writers are left alone, so this is safe while other processes write.
         """
-        removed = 0
-        now = time.time()
-        for temp_path in self.root.glob(f"??/.*{_TEMP_SUFFIX}"):
-            parts = temp_path.name[1 : -len(_TEMP_SUFFIX)].split(".", 3)
-            if len(parts) != 4 or not parts[1].isdigit():
-                continue  # not one of ours
-            pid, host = int(parts[1]), parts[3]
-            try:
-                age = now - temp_path.stat().st_mtime
-            except FileNotFoundError:
-                continue  # its writer just renamed it
-            if (host == _HOST and not _process_is_alive(pid)) or age > ORPHANED_TEMP_FILE_SECONDS:
-                temp_path.unlink(missing_ok=True)
-                removed += 1
+        removed = files_poolingvq.remove_orphaned_temp_files(self.root, "??/*")
         if removed:
             logger.info(
                 "feature cache %s: removed %d temporary file(s) of interrupted writers", self.root, removed
@@ -414,29 +360,6 @@ def _checksum(tensors: Mapping[str, torch.Tensor]) -> str:
         crc = zlib.crc32(name.encode(), crc)
         crc = zlib.crc32(_tensor_bytes(tensors[name]), crc)
     return f"{crc:08x}"
-
-
-def _process_is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, owned by someone else
-    return True
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # platforms (Windows) where folders cannot be opened: the rename is still atomic
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 # ------------------------------------------------------------------------------------------------ extraction
@@ -489,7 +412,7 @@ def _plan_jobs(
             unreadable.append(ClipFailure(clip_id, None, str(error)))
             keys.append(None)
             continue
-        key = _key_of(parts)
+        key = key_of(parts)
         keys.append(key)
         jobs.setdefault(key, _Job(clip_id, key, parts, clip))  # the same bytes twice are computed once
     return keys, unreadable, list(jobs.values())
@@ -577,7 +500,7 @@ def extract_features(
 ) -> ExtractionResult:
     """Run the frozen encoders once on every clip that has no cache entry yet, and store the features.
 
-    Resumable: clips with an intact entry are skipped, so a run that was killed goes on where it stopped (and
+    Resumable: clips with an intact entry (read and checked against its CRC-32) are skipped, so a run that was killed goes on where it stopped (and
     the temporary files of killed writers are removed first). Memory stays bounded whatever the number of
     clips: clips stream through one batch at a time, while a background thread writes the previous batch (plus
     the DataLoader's prefetch with `num_workers`).
@@ -626,7 +549,9 @@ def extract_features(
         feature_extractor, tokenizer, max_midi_rows, (synthesis_kwargs or {}) if needs_synthesis else None
     )
     keys, unreadable, jobs = _plan_jobs(clips, encoder_fingerprint(model), settings)
-    my_jobs = [job for job in jobs[process_index::num_processes] if job.key not in cache]
+    # Each entry found is read and checked against its CRC-32, not just its header: a damaged one is deleted
+    # and recomputed here, rather than found by training, which cannot recompute it and would stop.
+    my_jobs = [job for job in jobs[process_index::num_processes] if not cache.verify(job.key)]
 
     preparation = _ClipPreparation(
         my_jobs, feature_extractor, tokenizer, max_midi_rows, synthesis_kwargs or {}
@@ -734,7 +659,7 @@ def _store_batch(
             "id": prepared.clip_id,
             "audio_source": "file" if "audio_sha256" in prepared.parts else "synthesized",
             "midi_rows": len(prepared.tokens),
-            "key_parts": _canonical_json(prepared.parts),
+            "key_parts": canonical_json(prepared.parts),
         }
         cache.put(prepared.key, tensors, metadata)
         stored.append(prepared.clip_id)

@@ -224,6 +224,24 @@ def test_a_damaged_entry_is_detected_deleted_and_recomputed(clips, tmp_path, cap
     assert cache.get(keys[0]) is not None
 
 
+def test_an_entry_with_flipped_bytes_is_recomputed_by_the_next_extraction(clips, tmp_path, caplog):
+    # Issue 11, failure 2: the header of such an entry is intact, so a header-only check let it through and
+    # training died reading it ("no intact cached features"). Extraction now reads each entry it finds in full.
+    model = tiny_model()
+    cache = FeatureCache(tmp_path / "cache")
+    keys = extract_features(model, clips[:2], cache).keys
+    path = cache.path(keys[1])
+    damaged = bytearray(path.read_bytes())
+    damaged[-5] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    assert keys[1] in cache  # the header check alone cannot see it
+    with caplog.at_level(logging.WARNING, logger="poolingvq.features"):
+        resumed = extract_features(model, clips[:2], cache)
+    assert resumed.computed == [clips[1]["id"]] and "CRC-32" in caplog.text
+    dataset = CachedFeatureDataset(cache, resumed.cached_keys)
+    assert len(dataset) == 2 and all(dataset[index]["audio_features"].numel() > 0 for index in range(2))
+
+
 def test_writes_are_atomic_and_temporary_files_of_dead_writers_are_removed(tmp_path, monkeypatch):
     cache = FeatureCache(tmp_path)
     key = "ab" + "0" * 62

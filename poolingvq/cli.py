@@ -113,10 +113,50 @@ def _add_pretrain_midi(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler="poolingvq.pretraining:pretrain_midi_command")
 
 
+def _add_push_to_hub(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "push-to-hub",
+        help="upload a model folder (weights, config, code, processor, card, metrics) to a Hub model repo",
+        description="Upload exactly the model of DIR in one commit: its top-level files, never checkpoints/, "
+        "logs/ or best_trained_weights.safetensors. Code files the folder lacks for trust_remote_code are "
+        "added from this package, and the card's usage is pointed at REPO_ID. Credentials: HF_TOKEN or "
+        "`hf auth login`.",
+    )
+    p.add_argument("folder", metavar="DIR", help="the model folder (e.g. the output of poolingvq train)")
+    p.add_argument("repo_id", metavar="REPO_ID", help="the Hub model repo, org/name (created when missing)")
+    p.add_argument("--private", action="store_true", help="create the repo private (an existing one is kept)")
+    p.add_argument("--revision", help="the branch to commit to, created when missing (default: main)")
+    p.add_argument("--commit-message", help="default: 'Upload PoolingVQ model'")
+    p.add_argument("--dry-run", action="store_true", help="list what would be uploaded, upload nothing")
+    p.set_defaults(handler="poolingvq.publish:push_to_hub_command")
+
+
+def _add_export_space(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export-space",
+        help="write a Hugging Face Space folder (Gradio app, card, pinned requirements, the code it runs)",
+        description="Write a Space that builds from its own folder: app.py, README.md with the Space's YAML, "
+        "a requirements.txt of pinned PyPI packages only, and this package's code the app runs (with the "
+        "embedded model, or a local model folder, inside it).",
+    )
+    p.add_argument(
+        "folder", metavar="DIR", help="the Space folder to write (created; its files are replaced)"
+    )
+    p.add_argument(
+        "--model",
+        help="a model folder (copied into the Space) or Hub repo id (loaded by the Space at start) "
+        "(default: the model embedded in the package)",
+    )
+    p.add_argument("--title", help="the Space's title (default: one naming the model)")
+    p.set_defaults(handler="poolingvq.space:export_space_command")
+
+
 # (flag builder, in the order `--help` lists them)
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_predict,
     _add_demo,
+    _add_push_to_hub,
+    _add_export_space,
     _add_import_weights,
     _add_tokenize_midi,
     _add_prepare_dataset,

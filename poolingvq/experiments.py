@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +132,8 @@ def finished_run(arguments: TrainingArguments) -> dict[str, Any] | None:
 PATH_FIELDS = ("data_dir", "audio_dir", "model_init", "output_dir", "midi_encoder", "cache_dir", "soundfont")
 
 
-#: TrainingArguments fields that change how a run is shown or allowed, never its result
-PRESENTATION_FIELDS = ("progress", "allow_random_encoders")
+#: TrainingArguments fields that change how a run is shown, allowed or published, never its result
+PRESENTATION_FIELDS = ("progress", "allow_random_encoders", "push_to_hub", "hub_private_repo")
 
 
 def comparable(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -257,6 +258,13 @@ def experiment_command(namespace: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     base = dataclass_from_namespace(TrainingArguments, namespace)
+    if base.push_to_hub is not None:  # every run of the suite would overwrite the same repo
+        print(
+            "poolingvq experiment: --push-to-hub uploads one model; push a run's folder with "
+            "`poolingvq push-to-hub DIR REPO_ID` (with --save-models)",
+            file=sys.stderr,
+        )
+        return 2
     result = run_suite(
         base,
         namespace.suite,

@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import random
+import shlex
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
@@ -41,11 +42,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from . import provenance
+from . import provenance, publish
 from .arguments import add_dataclass_arguments, dataclass_from_namespace
 from .configuration_poolingvq import QUADRANT_LABELS, MidiBertConfig, PoolingVQConfig
 from .errors_poolingvq import PoolingVQInputError
-from .hub import resolve_model_dir, source_record
+from .hub import is_local, resolve_model_dir, source_record
 from .metrics.music_emotion.music_emotion import music_emotion_scores
 from .modeling_poolingvq import PoolingVQForMusicEmotion
 from .processing_poolingvq import PoolingVQProcessor
@@ -188,6 +189,14 @@ class TrainingArguments:
     progress: bool = field(
         default=True, metadata={"help": "show progress bars (main process, on a terminal only)"}
     )
+    push_to_hub: str | None = field(
+        default=None,
+        metadata={
+            "help": "when training ends, upload the model folder (no checkpoints, no logs) to this Hub model "
+            "repo, org/name, created when missing (later: poolingvq push-to-hub DIR REPO_ID)"
+        },
+    )
+    hub_private_repo: bool = field(default=False, metadata={"help": "create the --push-to-hub repo private"})
 
     def config_overrides(self) -> dict[str, Any]:
         overrides = {
@@ -535,6 +544,10 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     # refused before anything heavy starts: encoders never loaded (unless allowed), a model that cannot be found
     planned = init_config(args)
     check_encoders_loaded(args, planned)
+    if args.push_to_hub is not None:
+        if not args.save_model:
+            raise PoolingVQInputError("--push-to-hub", "--no-save-model writes no model folder to upload")
+        publish.check_repo_id(args.push_to_hub, flag="--push-to-hub")
 
     output_dir = Path(args.output_dir)
     trackers = "tensorboard" if _tensorboard_available() else None
@@ -552,6 +565,9 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=planned.pooling == "none")],
     )
     quiet_other_processes(accelerator)
+    if args.push_to_hub is not None and accelerator.is_main_process:
+        # as transformers.Trainer does: a missing token or a refused name fails now, not after the training
+        publish.create_repo(args.push_to_hub, private=args.hub_private_repo)
     logger.info(
         "Accelerate: %d process(es) on %s, mixed precision %s",
         accelerator.num_processes,
@@ -736,6 +752,13 @@ def train(args: TrainingArguments) -> dict[str, Any]:
             unwrapped.save_pretrained(output_dir)
             processor.save_pretrained(output_dir)
             write_model_card(output_dir, args, metrics, unwrapped.config)
+            if args.push_to_hub is not None:
+                staged = publish.push_model_folder(
+                    output_dir, args.push_to_hub, private=args.hub_private_repo
+                )
+                logger.info(
+                    "uploaded %s to https://huggingface.co/%s", ", ".join(staged.files), args.push_to_hub
+                )
     accelerator.end_training()
     return metrics
 
@@ -872,29 +895,70 @@ def encoder_note(args: TrainingArguments, config: PoolingVQConfig) -> str:
     return note
 
 
+#: Fields that change no result: the card's training command leaves them out (and the publishing ones would upload
+#: again from whoever re-runs the command).
+UNRECORDED_FIELDS = ("resume", "progress", "push_to_hub", "hub_private_repo")
+
+
 def training_flags(args: TrainingArguments) -> list[str]:
-    """The flags that give `args` again: every set value, and each switch away from its default (`--flag` /
-    `--no-flag`, as `add_dataclass_arguments` names them); `--resume` and `--no-progress` change no result."""
+    """The flags that give `args` again, each a shell word or two (quoted where needed): every set value, and each
+    switch away from its default (`--flag` / `--no-flag`, as `add_dataclass_arguments` names them); resuming,
+    progress bars and publishing change no result and are left out (`UNRECORDED_FIELDS`)."""
     flags = []
     for spec in dataclasses.fields(args):
         value, flag = getattr(args, spec.name), spec.name.replace("_", "-")
-        if spec.name in ("resume", "progress") or value is None:
+        if spec.name in UNRECORDED_FIELDS or value is None:
             continue
         if isinstance(value, bool):
             if value != spec.default:
                 flags.append(f"--{flag}" if value else f"--no-{flag}")
         else:
-            flags.append(f"--{flag} {value}")
+            flags.append(f"--{flag} {shlex.quote(str(value))}")
     return flags
+
+
+#: Each data set's name, home page and licence (the licence as `dataset_scripts` states it, a Hub licence id).
+#: Neither is on the Hub under an id of its own, so the card names them in its text and gives no `datasets:`.
+DATASET_CARDS = {
+    "emopia": ("EMOPIA", "https://annahung31.github.io/EMOPIA/", "cc-by-nc-sa-4.0"),
+    "vgmidi": ("VGMIDI", "https://github.com/lucasnfe/vgmidi", "unknown"),
+}
+#: What the licence of a model trained on each data set is, in the card's words.
+LICENCE_NOTES = {
+    "cc-by-nc-sa-4.0": "EMOPIA is released under CC BY-NC-SA 4.0, so this model is too: non-commercial use, "
+    "attribution, and derivatives under the same licence",
+    "unknown": "VGMIDI's repository states no licence: ask its authors before any use beyond research",
+}
+
+
+def base_models(args: TrainingArguments, config: PoolingVQConfig) -> list[str]:
+    """The Hub repos whose weights this model holds: `--model-init` when it is a Hub repo id, and each encoder
+    whose record (`config.encoder_weights`) says it came from the Hub (a repo id with the commit it resolved to).
+    Local folders, checkpoints and presets are no Hub repo and are left out (the card's text names them)."""
+    repos = []
+    if args.model_init not in PRESETS and not is_local(args.model_init):
+        repos.append(args.model_init)
+    for record in provenance.encoder_weights(config).values():
+        source = record.get("source")
+        if record.get("kind") == "pretrained" and record.get("revision") and source and not is_local(source):
+            repos.append(str(source))
+    return list(dict.fromkeys(repos))
 
 
 def write_model_card(
     folder: Path, args: TrainingArguments, metrics: dict[str, Any], config: PoolingVQConfig
 ) -> None:
-    """README.md with the Hub's YAML metadata, whose `model-index` holds the measured validation and test results."""
+    """README.md with the Hub's YAML metadata, whose `model-index` holds the measured validation and test results.
+
+    Every field is one that holds: `license` from the data set (`DATASET_CARDS`), `base_model` only for real Hub
+    repos (`base_models`), no `datasets:` (EMOPIA and VGMIDI have no Hub ids; the text links them),
+    `pipeline_tag: other` since transformers' `audio-classification` pipeline cannot feed the MIDI a PoolingVQ
+    model reads (`pipeline("music-emotion", ..., trust_remote_code=True)` can, as the usage block shows), and a
+    training command that `poolingvq train` parses back to these arguments.
+    """
     from huggingface_hub import EvalResult, ModelCardData
 
-    dataset_name = {"emopia": "EMOPIA", "vgmidi": "VGMIDI"}[args.dataset]
+    dataset_name, homepage, licence = DATASET_CARDS[args.dataset]
     results = []
     for split in ("validation", "test"):
         for metric, name in (("accuracy", "Accuracy"), ("macro_f1", "Macro F1")):
@@ -911,14 +975,18 @@ def write_model_card(
                     metric_config="macro" if metric == "macro_f1" else None,
                 )
             )
+    bases = base_models(args, config)
     card_data = ModelCardData(
         library_name="transformers",
-        pipeline_tag="audio-classification",
-        tags=["music", "emotion-recognition", "midi", "poolingvq", "custom_code"],
-        datasets=[args.dataset],
+        license=licence,
+        pipeline_tag="other",
+        tags=["music", "emotion-recognition", "music-emotion", "midi", "audio", "poolingvq", "custom_code"],
         metrics=["accuracy", "f1"],
         model_name=f"poolingvq-{args.dataset}",
         eval_results=results,
+        **({"base_model": bases[0] if len(bases) == 1 else bases} if bases else {}),
+        # the encoders are frozen inside this model, the rest trained on them: not a merge of the bases
+        **({"base_model_relation": "finetune"} if bases else {}),
     )
     command = "poolingvq train " + " ".join(training_flags(args))
     test, val = metrics["test"], metrics["validation"]
@@ -932,6 +1000,8 @@ def write_model_card(
         if reliance
         else ""
     )
+    model_ref = args.push_to_hub or folder.name
+    where = "" if args.push_to_hub else "  # this folder's path, or its Hub repo id once pushed"
     content = f"""---
 {card_data.to_yaml()}
 ---
@@ -939,7 +1009,8 @@ def write_model_card(
 # PoolingVQ on {dataset_name}
 
 A PoolingVQ music emotion model (audio + MIDI -> Russell quadrant Q1 happy, Q2 tense, Q3 sad, Q4 calm),
-trained with the paper's recipe on {dataset_name}'s `{args.config}` split ({metrics["train_clips"]} training clips).
+trained with the paper's recipe on [{dataset_name}]({homepage})'s `{args.config}` split
+({metrics["train_clips"]} training clips).
 
 | split | clips | accuracy | macro-F1 |
 | --- | --- | --- | --- |
@@ -954,17 +1025,27 @@ Encoder weights: {encoder_lines}
 {reliance_note}
 ## Use
 
+With transformers alone (the model's code is in this repo):
+
 ```python
 from transformers import pipeline
-classify = pipeline("music-emotion", model="{folder.name}", trust_remote_code=True)
-classify({{"audio": "song.wav", "midi": "song.mid"}})
+
+classify = pipeline("music-emotion", model="{model_ref}", trust_remote_code=True){where}
+classify({{"audio": "song.wav", "midi": "song.mid"}})  # or classify("song.mid"): the audio is synthesized
 ```
+
+or with the `poolingvq` package: `poolingvq predict --model {model_ref} song.mid`. transformers' own
+`audio-classification` pipeline does not work: it cannot give the model the MIDI it reads.
 
 ## Training command
 
 ```bash
 {command}
 ```
+
+## Licence
+
+`{licence}`: {LICENCE_NOTES[licence]}.
 
 ## Limits
 

@@ -22,6 +22,8 @@ import numpy as np
 import symusic
 
 from .errors_poolingvq import PoolingVQInputError
+from .files_poolingvq import atomic_write_bytes, remove_orphaned_temp_files
+from .tokenization_poolingvq import parse_midi_bytes, read_midi_file
 
 #: Rendered audio is scaled so its peak sits at -1 dBFS. The synthesizer's level depends on the soundfont's
 #: gains and on how many notes sound at once (a single piano note peaks near -16 dBFS, dense chords clip), so
@@ -231,26 +233,19 @@ def _calibrated_gain(soundfont_path: str, sample_rate: int) -> float:
 
 
 def _read_score(midi: str | os.PathLike | bytes | symusic.Score) -> symusic.Score:
-    """A path, bytes or Score -> a symusic Score; unreadable input -> PoolingVQInputError."""
+    """A path, bytes or Score -> a symusic Score; unreadable input -> PoolingVQInputError.
+
+    Files and bytes go through the tokenizer's hardened reader: the size cap, the header and the chunk walk are
+    checked before symusic parses anything, so MIDI-only prediction (which synthesizes first) refuses a huge or
+    truncated file with the same message, every time, that tokenizing it would give.
+    """
     if isinstance(midi, symusic.Score):
         return midi
     if isinstance(midi, (str, os.PathLike)):
-        path = os.fspath(midi)
-        if not os.path.isfile(path):
-            raise PoolingVQInputError(midi, "no such MIDI file")
-        if os.path.getsize(path) == 0:
-            raise PoolingVQInputError(midi, "the MIDI file is empty")
-        read = functools.partial(symusic.Score.from_file, path)
-    elif isinstance(midi, (bytes, bytearray)):
-        if len(midi) == 0:
-            raise PoolingVQInputError(midi, "the MIDI bytes are empty")
-        read = functools.partial(symusic.Score.from_midi, bytes(midi))
-    else:
-        raise PoolingVQInputError(midi, "MIDI must be a path, bytes or a symusic.Score")
-    try:
-        return read()
-    except Exception as error:  # symusic's C++ parser reports corrupt files as RuntimeError or ValueError
-        raise PoolingVQInputError(midi, f"not a readable MIDI file ({error})") from error
+        return parse_midi_bytes(read_midi_file(midi), source=midi)
+    if isinstance(midi, (bytes, bytearray, memoryview)):
+        return parse_midi_bytes(bytes(midi), source=midi)
+    raise PoolingVQInputError(midi, "MIDI must be a path, bytes or a symusic.Score")
 
 
 def _hold_notes_under_sustain_pedal(score: symusic.core.ScoreSecond) -> None:
@@ -315,12 +310,10 @@ def _retuned_copy(soundfont_path: str) -> str:
     retuned_path = os.path.join(cache_folder, f"{digest}-{os.path.basename(soundfont_path)}")
     if not os.path.isfile(retuned_path):
         retuned = _retune_soundfont(original, soundfont_path)
-        os.makedirs(cache_folder, exist_ok=True)
-        # Written under a unique name then renamed: concurrent processes never read a half-written file.
-        file_descriptor, partial_path = tempfile.mkstemp(dir=cache_folder, suffix=".partial")
-        with os.fdopen(file_descriptor, "wb") as file:
-            file.write(retuned)
-        os.replace(partial_path, retuned_path)
+        # The package's atomic writer: concurrent processes never read a half-written file, and the leftovers of
+        # writers killed mid-write are removed (a cache need not survive a power cut: no fsync).
+        atomic_write_bytes(retuned_path, retuned, durable=False)
+        remove_orphaned_temp_files(cache_folder)
     return retuned_path
 
 

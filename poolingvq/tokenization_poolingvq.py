@@ -33,6 +33,7 @@ import numpy as np
 import symusic
 
 from .errors_poolingvq import PoolingVQInputError
+from .files_poolingvq import atomic_path
 
 TOKENIZER_MODES: tuple[str, ...] = ("midibert", "rescaled")
 
@@ -46,7 +47,6 @@ CP_VOCAB_SIZES: tuple[int, int, int, int] = (4, 18, 88, 66)
 MIDIBERT_TICKS_PER_BEAT = 480
 BEATS_PER_BAR = 4
 POSITIONS_PER_BAR = 16
-TICKS_PER_BAR = MIDIBERT_TICKS_PER_BEAT * BEATS_PER_BAR
 LOWEST_PITCH, HIGHEST_PITCH = 22, 107
 #: Duration bins are 60, 120, ..., 3840 ticks (a 32nd note to two bars) at 480 ticks per beat.
 NUM_DURATIONS = 64
@@ -55,6 +55,8 @@ NUM_DURATIONS = 64
 #: huge file would take seconds and gigabytes to parse.
 MAX_MIDI_BYTES = 64 * 1024 * 1024
 MIDI_HEADER = b"MThd"
+#: The file names taken for MIDI (by the CLI's folder search, the demo's upload box, the builders).
+MIDI_SUFFIXES: tuple[str, ...] = (".mid", ".midi", ".kar")
 
 
 class CPMidiTokenizer:
@@ -296,7 +298,13 @@ def load_score(midi: str | os.PathLike | bytes | bytearray | memoryview | symusi
 
 
 def read_midi_file(path: str | os.PathLike) -> bytes:
-    """The bytes of a MIDI file, refusing missing, empty or absurdly large files before reading them."""
+    """The bytes of a MIDI file, refusing missing, empty or absurdly large files before reading them.
+
+    The package's one way to read a MIDI file (tokenizer, synthesizer, demo, dataset builders): pair it with
+    [`parse_midi_bytes`], or call [`load_score`] for both. Nothing here hands untrusted bytes to symusic before
+    the size cap and the chunk walk of [`check_midi_structure`] have passed, so the same bytes always give the
+    same answer.
+    """
     file = Path(path)
     if not file.exists():
         raise PoolingVQInputError(path, "no such file")
@@ -309,7 +317,7 @@ def read_midi_file(path: str | os.PathLike) -> bytes:
 
 def _check_size(size: int, source: object) -> None:
     if size == 0:
-        raise PoolingVQInputError(source, "is empty (0 bytes)")
+        raise PoolingVQInputError(source, "the MIDI file is empty (0 bytes)")
     if size > MAX_MIDI_BYTES:
         raise PoolingVQInputError(
             source,
@@ -342,6 +350,11 @@ def check_midi_structure(data: bytes, source: object) -> None:
     header_length, _, num_tracks, division = struct.unpack(">IHHH", data[4:14])
     if header_length < 6:
         raise PoolingVQInputError(source, f"is a corrupt MIDI file: its header claims {header_length} bytes")
+    if 8 + header_length > len(data):
+        raise PoolingVQInputError(
+            source,
+            f"not a readable MIDI file: its header claims {header_length} bytes, the file has {len(data)}",
+        )
     if division & 0x8000:
         raise PoolingVQInputError(source, "uses SMPTE time (frames per second), which has no ticks per beat")
     if division == 0:
@@ -366,11 +379,15 @@ def check_midi_structure(data: bytes, source: object) -> None:
 
 def tokenize_midi_command(args: argparse.Namespace) -> int:
     """`poolingvq tokenize-midi FILE... --mode M --out tokens.npy`: all rows of all files, in order, int64 [N, L, 4]."""
+    out = Path(args.out)
+    if out.is_dir():
+        raise PoolingVQInputError(out, "is a folder: --out names the .npy file to write")
+    # np.save appends ".npy" to a name without it: name the file it really writes, and say that name.
+    out = out if out.suffix == ".npy" else out.with_name(out.name + ".npy")
     tokenizer = CPMidiTokenizer(mode=args.mode)
     rows = np.concatenate([tokenizer(file) for file in args.files])
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, rows)
+    with atomic_path(out) as temporary, open(temporary, "wb") as file:
+        np.save(file, rows)
     print(
         f"{len(args.files)} file(s) -> {rows.shape[0]} rows of {tokenizer.max_length} tokens ({args.mode}): {out}"
     )
@@ -381,10 +398,13 @@ __all__ = [
     "CP_VOCAB_SIZES",
     "CPMidiTokenizer",
     "MAX_MIDI_BYTES",
+    "MIDI_SUFFIXES",
     "PAD_TOKEN",
     "TOKENIZER_MODES",
     "load_score",
     "merged_notes",
+    "parse_midi_bytes",
+    "read_midi_file",
     "split_into_rows",
     "tokenize_midi_command",
     "tokenize_notes",

@@ -5,6 +5,9 @@ Every MIDI is written by the test itself with symusic.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -157,7 +160,7 @@ def test_sustain_pedal_stops_a_held_note_when_its_key_is_struck_again() -> None:
 
 
 def test_midi_errors(tmp_path: Path) -> None:
-    with pytest.raises(PoolingVQInputError, match="missing.mid: no such MIDI file"):
+    with pytest.raises(PoolingVQInputError, match="missing.mid: no such file"):
         synthesize_midi(tmp_path / "missing.mid")
     empty = tmp_path / "empty.mid"
     empty.touch()
@@ -165,9 +168,9 @@ def test_midi_errors(tmp_path: Path) -> None:
         synthesize_midi(empty)
     text = tmp_path / "notes.mid"
     text.write_text("this is not a MIDI file at all\n")
-    with pytest.raises(PoolingVQInputError, match="notes.mid: not a readable MIDI file"):
+    with pytest.raises(PoolingVQInputError, match="notes.mid: is not a MIDI file"):
         synthesize_midi(text)
-    with pytest.raises(PoolingVQInputError, match="not a readable MIDI"):
+    with pytest.raises(PoolingVQInputError, match="not a MIDI file"):
         synthesize_midi(b"RIFF" + bytes(60))
     with pytest.raises(PoolingVQInputError, match="empty"):
         synthesize_midi(b"")
@@ -176,10 +179,30 @@ def test_midi_errors(tmp_path: Path) -> None:
     with pytest.raises(PoolingVQInputError, match="no_notes.mid: the MIDI has no notes"):
         synthesize_midi(no_notes)
     truncated = make_score([60, 62]).dumps_midi()[:20]
-    with pytest.raises(PoolingVQInputError, match="no notes|not a readable"):
+    with pytest.raises(PoolingVQInputError, match="truncated MIDI file"):
         synthesize_midi(truncated)
     with pytest.raises(PoolingVQInputError, match="must be a path"):
         synthesize_midi(12345)
+
+
+def test_midi_is_checked_before_it_is_parsed(tmp_path: Path) -> None:
+    # Issue 11, failure 5: MIDI-only prediction synthesizes first, and synthesis parsed the bytes before any
+    # check. It now reads with the tokenizer's hardened reader: the size cap holds before a byte is read...
+    huge = tmp_path / "huge.mid"
+    with open(huge, "wb") as file:
+        file.write(b"MThd")
+        file.truncate(100 * 2**20)  # sparse: 100 MB on paper, nothing on disk
+    with pytest.raises(PoolingVQInputError, match="huge.mid: is 100.0 MB, more than the 64 MB"):
+        synthesize_midi(huge)
+    # ... and a truncated file gives one clear message, the same every time, before symusic sees it.
+    truncated = tmp_path / "cut.mid"
+    truncated.write_bytes(make_score(list(range(48, 96))).dumps_midi()[:-40])
+    messages = set()
+    for _ in range(3):
+        with pytest.raises(PoolingVQInputError, match="cut.mid: is a truncated MIDI file") as error:
+            synthesize_midi(truncated)
+        messages.add(str(error.value))
+    assert len(messages) == 1
 
 
 def test_argument_errors() -> None:
@@ -210,3 +233,71 @@ def test_missing_pretty_midi_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(synthesis_poolingvq.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(PoolingVQInputError, match="pip install pretty_midi"):
         default_soundfont_path()
+
+
+def test_retuned_soundfont_is_written_atomically_and_leftovers_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 11: the retuned copy goes through the package's one atomic writer; a writer killed mid-write left
+    # a `.partial` file there forever, its `.tmp` now names its pid and is removed once that process is gone.
+    from poolingvq import files_poolingvq
+
+    monkeypatch.setattr(synthesis_poolingvq.tempfile, "gettempdir", lambda: str(tmp_path))
+    folder = tmp_path / f"poolingvq-soundfonts-{os.getuid()}"
+    folder.mkdir()
+    dead_pid = int(
+        subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True).stdout
+    )
+    leftover = folder / f".x-TimGM6mb.sf2.{dead_pid}.abc.{files_poolingvq.HOST}.tmp"
+    leftover.write_bytes(b"half a soundfont")
+    path = Path(synthesis_poolingvq._retuned_copy(default_soundfont_path()))
+    assert path.parent == folder and path.read_bytes()[:4] == b"RIFF"
+    assert sorted(p.name for p in folder.iterdir()) == [path.name]
+
+
+REMOTE_SYNTHESIS = """
+import importlib.abc, sys
+class NoPoolingVQ(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "poolingvq" or name.startswith("poolingvq."):
+            raise ImportError("poolingvq is blocked in this process")
+sys.meta_path.insert(0, NoPoolingVQ())
+from transformers import AutoProcessor
+processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
+audio = processor.synthesize(sys.argv[2])
+assert audio.ndim == 1 and abs(audio).max() > 0.01, audio.shape
+try:
+    processor.synthesize(sys.argv[3])
+except ValueError as error:
+    print(error)
+assert "poolingvq" not in sys.modules
+"""
+
+
+def test_saved_processor_synthesizes_with_its_sibling_reader_and_writer(tmp_path: Path) -> None:
+    # synthesis_poolingvq.py is remote code: the hardened reader (tokenization_poolingvq.py) and the atomic
+    # writer (files_poolingvq.py) it now uses must travel with it into every saved folder, and work there alone.
+    from poolingvq.feature_extraction_poolingvq import PoolingVQFeatureExtractor
+    from poolingvq.processing_poolingvq import PoolingVQProcessor
+
+    folder = tmp_path / "processor"
+    PoolingVQProcessor(PoolingVQFeatureExtractor(max_seconds=2.0)).save_pretrained(folder)
+    assert {"files_poolingvq.py", "tokenization_poolingvq.py", "synthesis_poolingvq.py"} <= {
+        path.name for path in folder.iterdir()
+    }
+    midi, cut = tmp_path / "piece.mid", tmp_path / "cut.mid"
+    make_score([60, 64, 67]).dump_midi(midi)
+    cut.write_bytes(midi.read_bytes()[:-10])
+    script = tmp_path / "remote.py"
+    script.write_text(REMOTE_SYNTHESIS)
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, str(script), str(folder), str(midi), str(cut)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cut.mid: is a truncated MIDI file" in result.stdout

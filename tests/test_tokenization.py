@@ -416,3 +416,20 @@ def test_cli_writes_all_rows_of_all_files_in_order(tmp_path, capsys):
 
     assert main(["tokenize-midi", str(first), str(tmp_path / "missing.mid"), "--out", str(out)]) == 2
     assert "missing.mid: no such file" in capsys.readouterr().err
+
+
+def test_cli_names_the_file_it_really_writes(tmp_path, capsys):
+    # Issue 11, failure 6: `--out DIR` wrote DIR.npy (numpy appends the suffix) but printed DIR.
+    midi = tmp_path / "a.mid"
+    midi.write_bytes(make_midi([(i * 120, 120, 60) for i in range(10)]))
+    assert main(["tokenize-midi", str(midi), "--out", str(tmp_path / "tokens")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(str(tmp_path / "tokens.npy"))
+    assert np.load(tmp_path / "tokens.npy").shape == (1, 512, 4)
+    assert not (tmp_path / "tokens").exists() and not list(tmp_path.glob(".*"))  # no temporary left behind
+    (tmp_path / "folder").mkdir()
+    assert main(["tokenize-midi", str(midi), "--out", str(tmp_path / "folder")]) == 2
+    assert "folder: is a folder: --out names the .npy file to write" in capsys.readouterr().err
+
+
+def test_a_header_longer_than_the_file_is_refused_before_parsing():
+    assert_input_error(b"MThd but not really a MIDI file", "not a readable MIDI file", "header claims")

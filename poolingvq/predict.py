@@ -50,18 +50,33 @@ def load_pipeline(
     """
     from transformers import pipeline
 
+    from .errors_poolingvq import PoolingVQInputError
     from .hub import is_local, resolve_model_dir
     from .pipeline_music_emotion import MusicEmotionPipeline
 
     folder = resolve_model_dir(model, revision, flag="--model") if model is not None else embedded_model_dir()
     if folder is not None:
-        classify = pipeline(
-            "music-emotion",
-            model=str(folder),
-            pipeline_class=MusicEmotionPipeline,
-            trust_remote_code=False,
-            **kwargs,
-        )
+        try:
+            classify = pipeline(
+                "music-emotion",
+                model=str(folder),
+                pipeline_class=MusicEmotionPipeline,
+                trust_remote_code=False,
+                **kwargs,
+            )
+        except PoolingVQInputError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            if model is None:  # the embedded model is the package's own: its failure is a bug, not the user's
+                raise
+            # A folder without weights, with a broken or foreign config.json...: transformers' long traceback
+            # becomes one line that names the folder and what is wrong with it (the last line of transformers'
+            # message: when it tried several classes, the original error is quoted there).
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            reason = lines[-1] if lines else type(error).__name__
+            raise PoolingVQInputError(
+                "--model", f"{folder} is not a PoolingVQ model folder that loads ({reason})"
+            ) from error
         description = describe_model(folder)
         if model is not None and not is_local(model):  # a Hub repo: its id, then the cached snapshot it ran
             description = f"{model} ({description})"
@@ -89,9 +104,8 @@ def format_scores(scores: list[dict[str, Any]], meanings: dict[str, str]) -> str
     return "\n".join(lines)
 
 
-#: Audio files a folder is searched for (what libsndfile reads); MIDI files are the pipeline's `MIDI_SUFFIXES`.
+#: Audio files a folder is searched for (what libsndfile reads); MIDI files are the MIDI reader's `MIDI_SUFFIXES`.
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
-MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 
 
 @dataclass
@@ -118,6 +132,8 @@ def collect_pieces(paths: Iterable[str | os.PathLike]) -> list[Piece]:
     counts whatever its suffix (MIDI by its suffix, else audio), a folder's only by theirs; a path that does not exist
     is kept, as a piece whose error will name it.
     """
+    from .tokenization_poolingvq import MIDI_SUFFIXES  # here: the module loads symusic, --help should not
+
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():

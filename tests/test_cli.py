@@ -241,3 +241,25 @@ def test_predict_refuses_bad_options_in_one_line(model_dir, pieces_dir, tmp_path
     assert "--device: 'toaster' is not a torch device" in capsys.readouterr().err
     assert main(["predict", str(tmp_path)]) == 2  # an empty folder
     assert "no audio or MIDI files" in capsys.readouterr().err
+
+
+def test_predict_with_a_broken_model_folder_is_refused_in_one_line(model_dir, pieces_dir, tmp_path, capsys):
+    # Issue 11, failure 6: each of these printed transformers' traceback.
+    no_weights, bad_json, foreign = tmp_path / "no_weights", tmp_path / "bad_json", tmp_path / "foreign"
+    for folder in (no_weights, bad_json, foreign):
+        folder.mkdir()
+    (no_weights / "config.json").write_text((model_dir / "config.json").read_text())
+    (bad_json / "config.json").write_text("{")
+    (foreign / "config.json").write_text("{}")
+    midi = str(pieces_dir / "two.mid")
+    for folder, reason in (
+        (no_weights, "model.safetensors"),
+        (bad_json, "not a valid JSON"),
+        (foreign, "model_type"),
+        (tmp_path / "empty_folder", ""),
+    ):
+        folder.mkdir(exist_ok=True)
+        assert main(["predict", "--midi", midi, "--model", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"poolingvq predict: --model: {folder}") and reason in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err

@@ -37,6 +37,7 @@ from .errors_poolingvq import PoolingVQInputError
 from .examples import write_example_midi
 from .predict import embedded_model_dir, load_pipeline
 from .quantization_poolingvq import POOLING_RULES
+from .tokenization_poolingvq import MIDI_SUFFIXES, load_score
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +46,13 @@ logger = logging.getLogger(__name__)
 MAX_UPLOAD_SIZE = "32mb"
 #: Requests waiting at most; beyond that a visitor is told the queue is full instead of waiting for minutes.
 MAX_QUEUE_SIZE = 16
+#: Uploads (and the files Gradio writes for outputs) are deleted an hour after they were made, checked every ten
+#: minutes, and all of them when the server stops: a Space that runs for weeks must not fill its disk.
+DELETE_CACHE = (600, 3600)
 
 #: The name the model dropdown shows for the default model (the embedded one, else the untrained tiny one).
 DEFAULT_MODEL_CHOICE = "default"
-MIDI_FILE_TYPES = [".mid", ".midi", ".kar"]
+MIDI_FILE_TYPES = list(MIDI_SUFFIXES)
 
 #: The names and colours the figure gives the quantizer's three pooling rules (POOLING_RULES).
 RULE_NAMES = {"avg": "average", "weighted": "weighted average", "max": "max"}
@@ -212,12 +216,8 @@ def read_piano_roll(midi_path: str | Path, max_seconds: float) -> tuple[dict[str
     Returns ({"time", "duration", "pitch", "velocity"} arrays [N] in seconds, end of the piece in seconds).
     Drum tracks are left out: their pitches name instruments, not notes.
     """
-    import symusic
-
-    try:
-        score = symusic.Score(str(midi_path)).to("second")
-    except Exception as error:  # symusic raises RuntimeError/ValueError for corrupt files
-        raise PoolingVQInputError(midi_path, f"not a readable MIDI file ({error})") from error
+    # The package's hardened reader: size cap and chunk walk before symusic parses an upload.
+    score = load_score(midi_path).to("second")
     tracks = [track.notes.numpy() for track in score.tracks if not track.is_drum and len(track.notes)]
     keys = ("time", "duration", "pitch", "velocity")
     notes = {key: np.concatenate([t[key] for t in tracks]) if tracks else np.zeros(0) for key in keys}
@@ -420,7 +420,9 @@ def build_demo(model: str | None = None) -> Any:
             raise gr.Error(f"unknown model {html.escape(str(model_choice))!r}")
         return predict_for_demo(audio_path, midi_path, models[model_choice])
 
-    with gr.Blocks(title="PoolingVQ: what does it hear?", analytics_enabled=False) as demo:
+    with gr.Blocks(
+        title="PoolingVQ: what does it hear?", analytics_enabled=False, delete_cache=DELETE_CACHE
+    ) as demo:
         gr.Markdown(
             "# PoolingVQ: music emotion, and what the model hears\n"
             "Give a piece as **audio** (upload or microphone) and/or **MIDI**. PoolingVQ tells which Russell "

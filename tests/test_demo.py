@@ -35,6 +35,7 @@ from poolingvq.demo import (  # noqa: E402
     valence_arousal,
     write_examples,
 )
+from poolingvq.errors_poolingvq import PoolingVQInputError  # noqa: E402
 from poolingvq.examples import write_example_midi  # noqa: E402
 from poolingvq.predict import embedded_model_dir  # noqa: E402
 
@@ -149,6 +150,25 @@ def test_a_model_folder_is_offered_and_used(tmp_path, pieces):
     demo = build_demo(model=str(tmp_path))
     menu = next(block for block in demo.blocks.values() if isinstance(block, gr.Dropdown))
     assert [choice[1] for choice in menu.choices] == [str(tmp_path), "default"]
+
+
+def test_uploads_are_deleted_after_an_hour_and_when_the_server_stops(tmp_path):
+    # Issue 11, failure 6: the Space kept every upload in its temporary folder forever. Gradio deletes the files
+    # of a Blocks with `delete_cache` (every 600 s, those older than 3600 s; all of them at shutdown).
+    torch.manual_seed(0)
+    config = PoolingVQConfig.from_preset("tiny")
+    PoolingVQForMusicEmotion(config).save_pretrained(tmp_path)
+    PoolingVQProcessor.for_model(config).save_pretrained(tmp_path)
+    assert build_demo(model=str(tmp_path), include_default=False).delete_cache == (600, 3600)
+
+
+def test_piano_roll_reads_with_the_hardened_reader(tmp_path):
+    huge = tmp_path / "huge.mid"
+    with open(huge, "wb") as file:
+        file.write(b"MThd")
+        file.truncate(100 * 2**20)  # sparse: refused by its size before a byte is parsed
+    with pytest.raises(PoolingVQInputError, match="huge.mid: is 100.0 MB"):
+        read_piano_roll(huge, 60.0)
 
 
 def test_demo_command_launches_on_localhost_by_default(monkeypatch):

@@ -48,6 +48,12 @@ POOLINGVQ_AUTO_MAP = {
     "AutoModel": "modeling_poolingvq.PoolingVQForMusicEmotion",
     "AutoModelForAudioClassification": "modeling_poolingvq.PoolingVQForMusicEmotion",
 }
+#: What `PoolingVQProcessor.save_pretrained` writes into processor_config.json for remote code.
+POOLINGVQ_PROCESSOR_AUTO_MAP = {"AutoProcessor": "processing_poolingvq.PoolingVQProcessor"}
+POOLINGVQ_FEATURE_EXTRACTOR_AUTO_MAP = {
+    "AutoFeatureExtractor": "feature_extraction_poolingvq.PoolingVQFeatureExtractor",
+    **POOLINGVQ_PROCESSOR_AUTO_MAP,
+}
 POOLINGVQ_PIPELINES = {
     "music-emotion": {
         "impl": "pipeline_music_emotion.MusicEmotionPipeline",
@@ -184,6 +190,9 @@ def stage_model_folder(
         (target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         staged.notes.append("config.json: added the auto_map and custom_pipelines of remote code")
     processor_configs = [_read_json(target / name) for name in PROCESSOR_CONFIGS if name in files]
+    if "processor_config.json" in files and _wire_processor(processor_configs[0]):
+        (target / "processor_config.json").write_text(json.dumps(processor_configs[0], indent=2) + "\n")
+        staged.notes.append("processor_config.json: added the auto_map of remote code")
     if config.get("model_type") == "poolingvq" and not processor_configs:
         staged.notes.append(
             "no processor files (processor_config.json): pipeline() will not find a processor; save one "
@@ -209,6 +218,22 @@ def stage_model_folder(
             card.write_text(pointed, encoding="utf-8")
     staged.files = sorted({*files, *staged.added})
     return staged
+
+
+def _wire_processor(processor_config: dict[str, Any]) -> bool:
+    """Give a PoolingVQ processor config the `auto_map`s that `AutoProcessor` needs for remote code (a folder
+    saved without them loads with this package's classes only); whether anything was added."""
+    if processor_config.get("processor_class") != "PoolingVQProcessor":
+        return False
+    changed = False
+    if not processor_config.get("auto_map"):
+        processor_config["auto_map"] = dict(POOLINGVQ_PROCESSOR_AUTO_MAP)
+        changed = True
+    extractor = processor_config.get("feature_extractor")
+    if isinstance(extractor, dict) and not extractor.get("auto_map"):
+        extractor["auto_map"] = dict(POOLINGVQ_FEATURE_EXTRACTOR_AUTO_MAP)
+        changed = True
+    return changed
 
 
 def check_repo_id(repo_id: str, flag: str = "REPO_ID") -> None:

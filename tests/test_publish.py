@@ -31,6 +31,7 @@ from poolingvq.training import (
     write_model_card,
 )
 
+
 def fake_metrics() -> dict:
     split = {"accuracy": 0.5, "macro_f1": 0.45, "count": 10}
     return {"validation": split, "test": split, "best_epoch": 2, "train_clips": 40}

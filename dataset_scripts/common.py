@@ -7,7 +7,7 @@ so it travels with the saved dataset and its card. The kinds, and what is done:
 
 | kind | action |
 |---|---|
-| missing_file, not_midi: a listed MIDI file is absent / not a MIDI file | dropped |
+| missing_file, not_midi: a listed MIDI file is absent / not a readable MIDI file | dropped |
 | bad_file_name, bad_label: a name or label the builder cannot read | dropped |
 | label_mismatch: a CSV's label disagrees with EMOPIA's file name | kept, labelled by the file name |
 | not_in_label_csv: an EMOPIA clip missing from label.csv | kept (its file name gives the label) |
@@ -20,18 +20,26 @@ so it travels with the saved dataset and its card. The kinds, and what is done:
 
 Examples are generated in one process (`num_proc` is ignored) so that every problem, audio ones included,
 reaches `builder.problems`; synthesizing all of EMOPIA takes about a minute, once (the audio is cached).
+
+What is reused. The prepared Arrow files are keyed (the builder's `hash`) by this package's code *and* by the
+content of the release's metadata and MIDI files and the listing of the audio folder ([`source_fingerprint`]): a
+deleted clip or a relabelled row prepares afresh. Synthesized audio is keyed by the MIDI's bytes and the same
+synthesis settings as the feature cache's (`poolingvq.cache_keys.synthesis_settings`), and written by the
+package's atomic writer; leftovers of a killed writer are removed. MIDI files are read with the tokenizer's
+hardened reader, so a file that begins with `MThd` but does not parse is reported (`not_midi`) and left out.
+A malformed release (a missing or renamed CSV column, a binary CSV, a missing split file or `midis/` folder) is
+one `PoolingVQInputError` that names the file and what is wrong with it.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
-import functools
 import hashlib
 import json
 import logging
-import os
 import posixpath
-import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,19 +49,24 @@ import datasets
 import numpy as np
 import soundfile
 
+from poolingvq.cache_keys import file_sha256, key_of, synthesis_settings
 from poolingvq.configuration_poolingvq import QUADRANT_LABELS
 from poolingvq.errors_poolingvq import PoolingVQInputError
+from poolingvq.files_poolingvq import ORPHANED_TEMP_FILE_SECONDS, atomic_path, remove_orphaned_temp_files
+from poolingvq.tokenization_poolingvq import MIDI_SUFFIXES, parse_midi_bytes, read_midi_file
 
 logger = logging.getLogger(__name__)
 
 # A user's audio file for an example is named by the example's id; when one id has several, the first
 # extension of this list wins (lossless before lossy) and the choice is reported.
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".mp3")
-# Bumped whenever the synthesized audio would change for the same MIDI and settings.
-SYNTHESIS_CACHE_VERSION = 1
+# Bumped whenever the synthesized audio would change for the same MIDI and settings in a way that
+# `poolingvq.cache_keys.synthesis_settings` does not describe. 2: keyed by those settings (retuning, pedal, symusic).
+SYNTHESIS_CACHE_VERSION = 2
 # Written next to the prepared Arrow files, so that a builder that reuses them still knows its report.
 REPORT_FILENAME = "poolingvq_source_report.json"
-MIDI_MAGIC = b"MThd"
+# The release's files whose content the prepared data depends on (metadata and MIDI): part of the builder's hash.
+SOURCE_SUFFIXES: tuple[str, ...] = (".csv", ".json", ".txt", *MIDI_SUFFIXES)
 EVALUATION_SPLIT_ORDER: tuple[str, ...] = ("test", "validation", "train")
 
 
@@ -105,44 +118,30 @@ class SynthesisSettings:
     sample_rate: int
     soundfont: str | None
     max_seconds: float
+    sustain_pedal: bool = True
+    level: str = "peak"
 
     def cache_key(self, midi_bytes: bytes) -> str:
-        """A hex digest of the MIDI content, these settings and the soundfont's content."""
-        description = {
-            "version": SYNTHESIS_CACHE_VERSION,
-            "midi_sha256": hashlib.sha256(midi_bytes).hexdigest(),
-            "sample_rate": self.sample_rate,
-            "max_seconds": self.max_seconds,
-            "soundfont_sha256": file_sha256(self.soundfont or default_soundfont()),
-        }
-        return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's content; computed once per (path, size, modification time)."""
-    stat = os.stat(path)
-    return _file_sha256(os.fspath(path), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=16)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def default_soundfont() -> str:
-    """The soundfont the synthesizer uses when given none."""
-    # Imported here: synthesis pulls in the synthesizer's dependencies, which most uses of the builders skip.
-    from poolingvq.synthesis_poolingvq import default_soundfont_path
-
-    return default_soundfont_path()
+        """A hex digest of the MIDI content, the rate, the crop and the synthesis settings, described as the
+        feature cache describes them (`poolingvq.cache_keys.synthesis_settings`: the soundfont's content, the
+        retune version, the sustain pedal, symusic's version, the level): one description, so neither cache
+        serves audio that today's synthesizer would render differently."""
+        return key_of(
+            {
+                "version": SYNTHESIS_CACHE_VERSION,
+                "midi_sha256": hashlib.sha256(midi_bytes).hexdigest(),
+                "sample_rate": self.sample_rate,
+                "max_seconds": self.max_seconds,
+                "synthesis": synthesis_settings(
+                    self.soundfont, sustain_pedal=self.sustain_pedal, level=self.level
+                ),
+            }
+        )
 
 
 def render_midi_audio(midi_bytes: bytes, settings: SynthesisSettings) -> np.ndarray:
     """Synthesize a MIDI file to mono float32 audio [num_samples] with the project's synthesizer."""
+    # Imported here: synthesis pulls in the synthesizer's dependencies, which most uses of the builders skip.
     from poolingvq.synthesis_poolingvq import synthesize_midi
 
     return synthesize_midi(
@@ -150,22 +149,40 @@ def render_midi_audio(midi_bytes: bytes, settings: SynthesisSettings) -> np.ndar
         sample_rate=settings.sample_rate,
         soundfont=settings.soundfont,
         max_seconds=settings.max_seconds,
+        sustain_pedal=settings.sustain_pedal,
+        level=settings.level,
     )
 
 
 def write_audio_atomically(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Write mono audio [num_samples] as 16-bit FLAC. The file appears complete or not at all: it is written
-    to a temporary file in the same folder, then renamed (atomic on one file system), so a crash or a
-    concurrent writer never leaves a truncated file in the cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".partial")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            soundfile.write(stream, np.clip(audio, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write mono audio [num_samples] as 16-bit FLAC with the package's atomic writer: the file appears
+    complete or not at all, so a crash or a concurrent writer never leaves a truncated file in the cache."""
+    with atomic_path(path, durable=False) as temporary:
+        soundfile.write(temporary, np.clip(audio, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
+
+
+def remove_synthesis_leftovers(cache_dir: Path) -> int:
+    """Delete what killed writers left in the synthesized-audio cache; returns how many.
+
+    The temporary files of today's writer name their process (see `files_poolingvq`) and go as soon as it is
+    gone; the `.partial` files of the earlier writer do not, and go once they are older than any write takes.
+    """
+    if not cache_dir.is_dir():
+        return 0
+    removed = remove_orphaned_temp_files(cache_dir)
+    now = time.time()
+    for leftover in cache_dir.glob(".*.partial"):
+        try:
+            if now - leftover.stat().st_mtime > ORPHANED_TEMP_FILE_SECONDS:
+                leftover.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    if removed:
+        logger.info(
+            "synthesized audio cache %s: removed %d file(s) of interrupted writers", cache_dir, removed
+        )
+    return removed
 
 
 def synthesized_audio_file(midi_bytes: bytes, cache_dir: Path, settings: SynthesisSettings) -> Path:
@@ -213,6 +230,8 @@ class AudioResolver:
         self.settings = SynthesisSettings(config.sample_rate, config.soundfont, config.max_seconds)
         if self.synthesize and config.soundfont and not Path(config.soundfont).is_file():
             raise PoolingVQInputError(config.soundfont, "no such soundfont file")
+        if self.synthesize:
+            remove_synthesis_leftovers(self.cache_dir)
 
     def audio_path(self, example_id: str, midi_bytes: bytes) -> str | None:
         user_file = self.user_files.get(example_id)
@@ -255,6 +274,58 @@ def builder_code_hash() -> str:
     return digest.hexdigest()[:16]
 
 
+def source_fingerprint(release_root: Path | None, audio_dir: Path | None) -> str:
+    """A digest of what a preparation reads: the content of the release's metadata and MIDI files
+    (`SOURCE_SUFFIXES`, hidden folders left out) and the names, sizes and times of the audio folder's files.
+
+    Part of the builder's cache path, so a release whose files were deleted, added or relabelled in place is
+    prepared afresh instead of being served from the cache. Hashing EMOPIA's 1,078 clips takes a fraction of a
+    second.
+    """
+    digest = hashlib.sha256()
+    if release_root is not None:
+        for path in sorted(release_root.rglob("*")):
+            relative = path.relative_to(release_root)
+            if any(part.startswith(".") for part in relative.parts):
+                continue
+            if path.suffix.lower() in SOURCE_SUFFIXES and path.is_file():
+                digest.update(f"{relative.as_posix()}\0{file_sha256(path)}\n".encode())
+    if audio_dir is not None and audio_dir.is_dir():
+        for path in sorted(audio_dir.iterdir()):
+            if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file():
+                stat = path.stat()
+                digest.update(f"audio/{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def read_csv_rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
+    """The rows of one of the release's CSV files, as dicts (a missing value is "").
+
+    One clear error instead of a traceback for a malformed release: a missing file, one that is not UTF-8 text
+    (a binary file saved under the CSV's name), or a header without one of `columns` (a renamed column) is a
+    `PoolingVQInputError` naming the file and what is wrong.
+    """
+    if not path.is_file():
+        raise PoolingVQInputError(path, "is missing: the release's split and label files are all needed")
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames or []
+            missing = [column for column in columns if column not in header]
+            if missing:
+                found = ", ".join(repr(name) for name in header) if header else "no header at all"
+                raise PoolingVQInputError(
+                    path, f"has no column {', '.join(map(repr, missing))} (its header: {found})"
+                )
+            return [{key: value or "" for key, value in row.items() if key is not None} for row in reader]
+    except UnicodeDecodeError as error:
+        raise PoolingVQInputError(
+            path, f"is not a text CSV file (byte {error.start} is not UTF-8: is it a binary file?)"
+        ) from error
+    except csv.Error as error:
+        raise PoolingVQInputError(path, f"is not a readable CSV file ({error})") from error
+
+
 def format_report(problems: list[DataProblem], stats: dict[str, Any]) -> str:
     """The problems and statistics as text, for the dataset description and card."""
     lines = [f"- {key}: {json.dumps(value)}" for key, value in stats.items()]
@@ -283,7 +354,10 @@ class MusicEmotionBuilder(datasets.GeneratorBasedBuilder):
     EXTRA_FEATURES: dict[str, Any] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("hash", builder_code_hash())
+        if "hash" not in kwargs:
+            kwargs["hash"] = key_of(
+                {"code": builder_code_hash(), "source": self._source_fingerprint(kwargs)}
+            )[:16]
         super().__init__(*args, **kwargs)
         if self.config.sample_rate <= 0 or self.config.max_seconds <= 0:
             raise PoolingVQInputError(
@@ -413,21 +487,57 @@ class MusicEmotionBuilder(datasets.GeneratorBasedBuilder):
 
     def _release_marker(self) -> str:
         """A file at the top of this config's release, to find the release in a folder or archive."""
-        return self.RELEASE_MARKER
+        return self.release_marker_of(self.config.name)
+
+    @classmethod
+    def release_marker_of(cls, config_name: str) -> str:
+        """The release marker of the config named `config_name` (before the builder, hence its config, exists)."""
+        return cls.RELEASE_MARKER
+
+    @classmethod
+    def _source_fingerprint(cls, builder_kwargs: dict[str, Any]) -> str:
+        """[`source_fingerprint`] of the release in the user's `data_dir` and of `audio_dir`, from the builder's
+        keyword arguments; a folder without the release is fingerprinted empty (preparing then says what is
+        missing). A downloaded release is pinned by its URL, which the config (hence the cache path) holds."""
+        config_name = builder_kwargs.get("config_name") or cls.DEFAULT_CONFIG_NAME
+        release_root = None
+        data_dir = builder_kwargs.get("data_dir")
+        if data_dir and Path(data_dir).expanduser().is_dir():
+            try:
+                release_root = find_release_root(
+                    Path(data_dir).expanduser().resolve(), cls.release_marker_of(config_name)
+                )
+            except (PoolingVQInputError, OSError):
+                release_root = None
+        audio_dir = builder_kwargs.get("audio_dir")
+        return source_fingerprint(release_root, Path(audio_dir).expanduser() if audio_dir else None)
 
     def _keep_midi_files(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The rows whose MIDI file exists and is a MIDI file; the others are reported and dropped."""
+        """The rows whose MIDI file exists and reads as MIDI; the others are reported and dropped.
+
+        Each file is read and parsed with the tokenizer's hardened reader (size cap, chunk walk, then symusic), so
+        a file that only begins with `MThd` is caught here, not by training. When not one listed file is usable
+        the release itself is broken (e.g. its MIDI folder is missing): that is an error, not a report.
+        """
         kept = []
         for row in rows:
             path: Path = row["midi_path"]
             if not path.is_file():
                 self._report("missing_file", row["id"], f"{row['midi_file']} does not exist", "dropped")
                 continue
-            with open(path, "rb") as handle:
-                if handle.read(len(MIDI_MAGIC)) != MIDI_MAGIC:
-                    self._report("not_midi", row["id"], f"{row['midi_file']} is not a MIDI file", "dropped")
-                    continue
+            try:
+                parse_midi_bytes(read_midi_file(path), source=row["midi_file"])
+            except PoolingVQInputError as error:
+                self._report("not_midi", row["id"], str(error), "dropped")
+                continue
             kept.append(row)
+        if rows and not kept:
+            first = rows[0]["midi_file"]
+            raise PoolingVQInputError(
+                rows[0]["midi_path"].parent,
+                f"none of the {len(rows)} MIDI files listed is there and readable (the first: {first}): is "
+                "this the release's folder, with its MIDI files?",
+            )
         return kept
 
     def _keep_each_id_once(self, splits: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:

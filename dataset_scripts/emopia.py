@@ -18,7 +18,6 @@ in two splits); a song found in several splits is reported (warning, `builder.pr
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import re
 from collections import defaultdict
@@ -27,7 +26,9 @@ from typing import Any
 
 import datasets
 
-from .common import MusicEmotionBuilder, MusicEmotionConfig
+from poolingvq.errors_poolingvq import PoolingVQInputError
+
+from .common import MusicEmotionBuilder, MusicEmotionConfig, read_csv_rows
 
 EMOPIA_ARCHIVE_URL = "https://zenodo.org/records/5090631/files/EMOPIA_1.0.zip"
 # EMOPIA_cls's split CSVs (not part of the Zenodo archive), pinned to a commit; "{name}" is train, val or test.
@@ -92,6 +93,8 @@ class EmopiaBuilder(MusicEmotionBuilder):
     def _read_splits(
         self, release_root: Path, dl_manager: datasets.DownloadManager
     ) -> dict[str, list[dict[str, Any]]]:
+        if not (release_root / "midis").is_dir():
+            raise PoolingVQInputError(release_root, "has no midis/ folder: EMOPIA's MIDI files are in midis/")
         annotated = self._read_label_csv(release_root / "label.csv")
         split_lists = self._read_split_lists(release_root, dl_manager)
         splits = {}
@@ -133,11 +136,11 @@ class EmopiaBuilder(MusicEmotionBuilder):
             files = {split: Path(path) for split, path in dl_manager.download(urls).items()}
         lists = {}
         for split, path in files.items():
-            with open(path, newline="", encoding="utf-8") as handle:
-                records = list(csv.DictReader(handle))
             if self.config.name == "release":  # columns ",clip_name", names with ".mid"
+                records = read_csv_rows(path, ("clip_name",))
                 lists[split] = [(record["clip_name"].removesuffix(".mid"), None) for record in records]
             else:  # columns "fname,label", names without ".mid"
+                records = read_csv_rows(path, ("fname", "label"))
                 lists[split] = [(record["fname"], record["label"]) for record in records]
         return lists
 
@@ -159,8 +162,7 @@ class EmopiaBuilder(MusicEmotionBuilder):
 
     def _read_label_csv(self, path: Path) -> dict[str, str]:
         """{clip id: "Q1".."Q4"} from label.csv (columns ID, 4Q, annotator)."""
-        with open(path, newline="", encoding="utf-8") as handle:
-            return {record["ID"]: f"Q{record['4Q']}" for record in csv.DictReader(handle)}
+        return {record["ID"]: f"Q{record['4Q']}" for record in read_csv_rows(path, ("ID", "4Q"))}
 
     def _check_label(self, row: dict[str, Any], other_label: str | None, source: str) -> None:
         if other_label is not None and other_label != row["label"]:

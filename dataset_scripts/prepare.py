@@ -8,6 +8,11 @@ What `--out DIR` receives:
     DIR/README.md                                  the dataset card (YAML metadata + description)
 
 Push to the Hub with `hf upload <user>/<repo> DIR . --repo-type dataset --exclude "dataset_dict/*"`.
+
+`DIR` is written whole or not at all: everything is built in a temporary sibling folder, then swapped in for the
+old `DIR` (`files_poolingvq.atomic_directory`), so a run killed mid-write leaves an earlier output intact and
+`load_from_disk` never meets a half-written one. `DIR` must be new, empty, or an earlier output of this command
+(other files there would be lost with the swap).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from poolingvq.arguments import add_prepare_dataset_arguments  # noqa: F401  (its flags, defined without datasets)
 from poolingvq.errors_poolingvq import PoolingVQInputError
+from poolingvq.files_poolingvq import atomic_directory, remove_orphaned_temp_files
 
 from .common import MusicEmotionBuilder, format_report
 from .emopia import EmopiaBuilder
@@ -31,11 +37,14 @@ DATASET_BUILDERS: dict[str, type[MusicEmotionBuilder]] = {"emopia": EmopiaBuilde
 PRETTY_NAMES = {"emopia": "EMOPIA", "vgmidi": "VGMIDI"}
 # Absolute paths on the machine that prepared the data: meaningless on the Hub, so left out of the Parquet files.
 LOCAL_COLUMNS = ("midi_path", "audio_path")
+# What `--out` holds after a run: an existing folder holding anything else is not replaced.
+OUTPUT_ENTRIES = frozenset({"dataset_dict", "data", "README.md"})
 
 
 def prepare_dataset_command(args: argparse.Namespace) -> int:
     """Prepare `args.dataset` with config `args.config` and write it to `args.out` (see the module docstring)."""
     options = vars(args)
+    out = check_out_folder(Path(options["out"]))
     builder = make_builder(
         options["dataset"],
         options.get("config"),
@@ -51,14 +60,15 @@ def prepare_dataset_command(args: argparse.Namespace) -> int:
     builder.download_and_prepare()
     dataset_dict = builder.as_dataset()
 
-    out = Path(options["out"])
-    dataset_dict.save_to_disk(str(out / "dataset_dict"))
     config_name = builder.config.name
-    for split, dataset in dataset_dict.items():
-        parquet_path = out / "data" / config_name / f"{split}-00000-of-00001.parquet"
-        parquet_path.parent.mkdir(parents=True, exist_ok=True)
-        dataset.remove_columns(list(LOCAL_COLUMNS)).to_parquet(str(parquet_path))
-    dataset_card(options["dataset"], builder, dataset_dict).save(out / "README.md")
+    remove_orphaned_temp_files(out.parent, out.name)  # what killed runs left beside `out`
+    with atomic_directory(out) as building:
+        dataset_dict.save_to_disk(str(building / "dataset_dict"))
+        for split, dataset in dataset_dict.items():
+            parquet_path = building / "data" / config_name / f"{split}-00000-of-00001.parquet"
+            parquet_path.parent.mkdir(parents=True, exist_ok=True)
+            dataset.remove_columns(list(LOCAL_COLUMNS)).to_parquet(str(parquet_path))
+        dataset_card(options["dataset"], builder, dataset_dict).save(building / "README.md")
 
     sizes = ", ".join(f"{split} {len(dataset)}" for split, dataset in dataset_dict.items())
     print(
@@ -66,6 +76,25 @@ def prepare_dataset_command(args: argparse.Namespace) -> int:
     )
     print(f"wrote {out}/dataset_dict, {out}/data/{config_name}/*.parquet and {out}/README.md")
     return 0
+
+
+def check_out_folder(out: Path) -> Path:
+    """`--out`, refused in one line (before any work) when it cannot be replaced whole: a file, or a folder
+    holding anything besides an earlier output of this command."""
+    if out.exists() and not out.is_dir():
+        raise PoolingVQInputError("--out", f"{out} is a file: give a folder to write the dataset to")
+    if out.is_dir():
+        others = sorted(entry.name for entry in out.iterdir() if entry.name not in OUTPUT_ENTRIES)
+        if others:
+            listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            raise PoolingVQInputError(
+                "--out",
+                f"{out} holds other files ({listed}), which replacing it would delete: give a new or empty "
+                "folder, or an earlier output of prepare-dataset",
+            )
+    if out.parent.exists() and not out.parent.is_dir():
+        raise PoolingVQInputError("--out", f"{out.parent} is a file, not a folder")
+    return out
 
 
 def make_builder(dataset: str, config_name: str | None, **config_kwargs: Any) -> MusicEmotionBuilder:

@@ -20,7 +20,6 @@ Quadrants: Q1 = V+A+, Q2 = V-A+, Q3 = V-A-, Q4 = V+A-. Valence and arousal are g
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import re
 from collections import defaultdict
@@ -30,7 +29,7 @@ from typing import Any
 import datasets
 from sklearn.model_selection import train_test_split
 
-from .common import MusicEmotionBuilder, MusicEmotionConfig, quadrant
+from .common import MusicEmotionBuilder, MusicEmotionConfig, quadrant, read_csv_rows
 
 # Pinned commits of github.com/lucasnfe/vgmidi: the first release (vgmidi_train/test.csv, phrases/split_1/) and
 # the one whose vgmidi_labelled.csv has the 204 labelled rows of release 0.2.
@@ -103,8 +102,9 @@ class VgmidiBuilder(MusicEmotionBuilder):
         "piece": datasets.Value("string"),
     }
 
-    def _release_marker(self) -> str:
-        return "vgmidi_labelled.csv" if self.config.name == "release_0.2" else "vgmidi_train.csv"
+    @classmethod
+    def release_marker_of(cls, config_name: str) -> str:
+        return "vgmidi_labelled.csv" if config_name == "release_0.2" else "vgmidi_train.csv"
 
     def _read_splits(
         self, release_root: Path, dl_manager: datasets.DownloadManager
@@ -129,35 +129,35 @@ class VgmidiBuilder(MusicEmotionBuilder):
     def _read_phrase_list(self, root: Path, csv_path: Path) -> list[dict[str, Any]]:
         """Rows of vgmidi_train/test.csv (valence,arousal,id,part,repeat,filepath; valence/arousal 0 or 1)."""
         rows = []
-        with open(csv_path, newline="", encoding="utf-8") as handle:
-            for line, record in enumerate(csv.DictReader(handle), start=2):
-                midi_file = record["filepath"]
-                signs = self._signs(record["valence"], record["arousal"], {"0": -1, "1": 1})
-                if signs is None:
-                    detail = f"{csv_path.name} line {line}: valence/arousal {record['valence']}/{record['arousal']}"
-                    self._report("bad_label", Path(midi_file).stem, f"{detail}, not 0 or 1", "dropped")
-                    continue
-                rows.append(self._row(root, midi_file, Path(midi_file).stem, signs, record["id"], {}))
+        records = read_csv_rows(csv_path, ("valence", "arousal", "id", "filepath"))
+        for line, record in enumerate(records, start=2):
+            midi_file = record["filepath"]
+            signs = self._signs(record["valence"], record["arousal"], {"0": -1, "1": 1})
+            if signs is None:
+                detail = (
+                    f"{csv_path.name} line {line}: valence/arousal {record['valence']}/{record['arousal']}"
+                )
+                self._report("bad_label", Path(midi_file).stem, f"{detail}, not 0 or 1", "dropped")
+                continue
+            rows.append(self._row(root, midi_file, Path(midi_file).stem, signs, record["id"], {}))
         return rows
 
     # -- release 0.2 -----------------------------------------------------------------------------------------
 
     def _read_release_0_2(self, root: Path) -> dict[str, list[dict[str, Any]]]:
         rows, full_pieces_used = [], 0
-        with open(root / "vgmidi_labelled.csv", newline="", encoding="utf-8") as handle:
-            for line, record in enumerate(csv.DictReader(handle), start=2):
-                phrase_stem = Path(record["midi"]).stem
-                signs = self._signs(record["valence"], record["arousal"], {"-1": -1, "1": 1})
-                if signs is None:
-                    detail = (
-                        f"line {line}: valence/arousal {record['valence']}/{record['arousal']}, not -1 or 1"
-                    )
-                    self._report("bad_label", phrase_stem, detail, "dropped")
-                    continue
-                midi_file = self._release_midi_file(root, record["midi"])
-                full_pieces_used += midi_file != record["midi"]
-                metadata = {key: record[key] for key in ("series", "console", "game", "piece")}
-                rows.append(self._row(root, midi_file, phrase_stem, signs, record["id"], metadata))
+        columns = ("id", "series", "console", "game", "piece", "midi", "valence", "arousal")
+        for line, record in enumerate(read_csv_rows(root / "vgmidi_labelled.csv", columns), start=2):
+            phrase_stem = Path(record["midi"]).stem
+            signs = self._signs(record["valence"], record["arousal"], {"-1": -1, "1": 1})
+            if signs is None:
+                detail = f"line {line}: valence/arousal {record['valence']}/{record['arousal']}, not -1 or 1"
+                self._report("bad_label", phrase_stem, detail, "dropped")
+                continue
+            midi_file = self._release_midi_file(root, record["midi"])
+            full_pieces_used += midi_file != record["midi"]
+            metadata = {key: record[key] for key in ("series", "console", "game", "piece")}
+            rows.append(self._row(root, midi_file, phrase_stem, signs, record["id"], metadata))
         if full_pieces_used:
             self._report(
                 "phrase_file_missing",

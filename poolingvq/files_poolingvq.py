@@ -142,15 +142,16 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
 def remove_orphaned_temp_files(folder: str | os.PathLike, pattern: str = "*") -> int:
     """Delete the temporary siblings (files or folders) that writers left behind when they died; returns how many.
 
-    Looks at `folder/.<pattern>...tmp` (`pattern` is a glob over the target's name; it may contain a folder part,
-    e.g. `"??/*"`). A temporary is orphaned when its writer ran on this host and that process is gone, or when it is
+    Looks at `folder/.<pattern>.<pid>.<random>.<host>.tmp` (`pattern` is a glob over the target's name, default all;
+    it may contain a folder part, e.g. `"??/*"`). A temporary is orphaned when its writer ran on this host and that process is gone, or when it is
     older than `ORPHANED_TEMP_FILE_SECONDS` (writers elsewhere). Those of live writers are left alone, so this is
     safe while other processes write.
     """
     removed = 0
     now = time.time()
     head, _, name_pattern = pattern.rpartition("/")
-    glob = f"{head}/.{name_pattern}{TEMP_SUFFIX}" if head else f".{name_pattern}{TEMP_SUFFIX}"
+    name_glob = f".{name_pattern}.*{TEMP_SUFFIX}"  # .<name>.<pid>.<random>.<host>.tmp
+    glob = f"{head}/{name_glob}" if head else name_glob
     for temporary in Path(folder).glob(glob):
         parts = temporary.name[1 : -len(TEMP_SUFFIX)].rsplit(".", 3)
         if len(parts) != 4 or not parts[1].isdigit():

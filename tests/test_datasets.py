@@ -514,7 +514,7 @@ def test_audio_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert sorted(path.name for path in (tmp_path / "cache").iterdir()) == ["clip.flac"]
 
 
-def test_cache_key_covers_midi_content_and_settings(tmp_path: Path) -> None:
+def test_cache_key_covers_midi_content_and_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     soundfont = tmp_path / "font.sf2"
     soundfont.write_bytes(b"RIFF one")
     settings = common.SynthesisSettings(24000, str(soundfont), 60.0)
@@ -526,6 +526,60 @@ def test_cache_key_covers_midi_content_and_settings(tmp_path: Path) -> None:
     other_font = tmp_path / "other.sf2"
     other_font.write_bytes(b"RIFF two")
     assert key != common.SynthesisSettings(24000, str(other_font), 60.0).cache_key(b"MThd a")
+    # Issue 11: keyed as the feature cache keys its synthesized clips, pedal, level, retuning and symusic included
+    assert key != common.SynthesisSettings(24000, str(soundfont), 60.0, sustain_pedal=False).cache_key(
+        b"MThd a"
+    )
+    assert key != common.SynthesisSettings(24000, str(soundfont), 60.0, level="velocity").cache_key(b"MThd a")
+    monkeypatch.setattr("poolingvq.synthesis_poolingvq.RETUNE_VERSION", 99)
+    assert key != settings.cache_key(b"MThd a")
+    monkeypatch.undo()
+    monkeypatch.setattr("symusic.__version__", "0.0.0")
+    assert key != settings.cache_key(b"MThd a")
+
+
+def test_the_dataset_and_the_feature_cache_describe_synthesis_alike(tmp_path: Path) -> None:
+    from poolingvq.feature_extraction_poolingvq import PoolingVQFeatureExtractor
+    from poolingvq.features import preprocessing_settings
+    from poolingvq.tokenization_poolingvq import CPMidiTokenizer
+
+    soundfont = tmp_path / "font.sf2"
+    soundfont.write_bytes(b"RIFF one")
+    for options in ({}, {"sustain_pedal": False}, {"level": "velocity"}):
+        features_side = preprocessing_settings(
+            PoolingVQFeatureExtractor(), CPMidiTokenizer(), 1, {"soundfont": str(soundfont), **options}
+        )["synthesis"]
+        assert features_side == common.synthesis_settings(str(soundfont), **options)
+
+
+def test_leftovers_of_killed_synthesis_writers_are_removed(tmp_path: Path) -> None:
+    # Failure 6: `.partial` files stayed in the synthesis cache after a kill.
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from poolingvq.files_poolingvq import HOST, ORPHANED_TEMP_FILE_SECONDS
+
+    cache = tmp_path / "synth"
+    cache.mkdir()
+    dead = int(
+        subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True).stdout
+    )
+    (cache / f".{'a' * 64}.flac.{dead}.x1y.{HOST}.tmp").write_bytes(b"half")
+    old_partial = cache / f".{'b' * 64}.k2j3.partial"  # the earlier writer's name: no pid, so by age
+    old_partial.write_bytes(b"half")
+    long_ago = time.time() - 2 * ORPHANED_TEMP_FILE_SECONDS
+    os.utime(old_partial, (long_ago, long_ago))
+    (cache / "kept.flac").write_bytes(b"whole")
+    builder = EmopiaBuilder(
+        config_name="paper",
+        data_dir=str(small_emopia(tmp_path / "emopia")),
+        audio_cache_dir=str(cache),
+        cache_dir=str(tmp_path / "datasets"),
+    )
+    common.AudioResolver(builder.config, cache, lambda *args: None)
+    assert sorted(path.name for path in cache.iterdir()) == ["kept.flac"]
 
 
 @needs_data

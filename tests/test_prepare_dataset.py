@@ -123,3 +123,140 @@ def test_real_vgmidi_paper_from_a_namespace(tmp_path: Path) -> None:
             == size
         )
     assert "[duplicate_row] Goldeneye_Statue_0" in card.text
+
+
+# -- issue 11: stale caches, atomic output, malformed releases ----------------------------------------------------
+
+
+def prepare_cli(data_dir: Path, cache: Path, out: Path) -> int:
+    """`poolingvq prepare-dataset emopia ...` as the console script runs it (exit status, errors on stderr)."""
+    from poolingvq.cli import main
+
+    return main(
+        [
+            "prepare-dataset",
+            "emopia",
+            "--data-dir",
+            str(data_dir),
+            "--cache-dir",
+            str(cache),
+            "--no-synthesize",
+        ]
+        + ["--out", str(out)]
+    )
+
+
+def split_ids(out: Path) -> dict[str, list[str]]:
+    return {
+        split: list(data["id"]) for split, data in datasets.load_from_disk(str(out / "dataset_dict")).items()
+    }
+
+
+def test_a_changed_release_is_prepared_afresh_not_served_from_the_cache(tmp_path: Path) -> None:
+    # Failure 1: after deleting MIDI files and relabelling label.csv in the same --data-dir, a rerun printed the
+    # same counts and listed the deleted clips, pointing at files that no longer existed.
+    data_dir = small_emopia(tmp_path / "emopia")
+    assert prepare_cli(data_dir, tmp_path / "cache", tmp_path / "out") == 0
+    assert split_ids(tmp_path / "out")["train"] == CLIPS["train"]
+    (data_dir / "midis" / "Q2_songb_0.mid").unlink()
+    label_csv = data_dir / "label.csv"
+    label_csv.write_text(label_csv.read_text().replace("Q1_songa_0,1,", "Q1_songa_0,3,"))
+    assert prepare_cli(data_dir, tmp_path / "cache", tmp_path / "out") == 0
+    assert split_ids(tmp_path / "out")["train"] == ["Q1_songa_0", "Q3_songc_0"]
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "[missing_file] Q2_songb_0" in card and "[label_mismatch] Q1_songa_0: label.csv says Q3" in card
+
+
+def test_out_is_replaced_whole_even_when_the_run_is_killed(tmp_path: Path) -> None:
+    # Failure 3: killed while it wrote, prepare-dataset left a folder load_from_disk could not read, and killed
+    # while overwriting an earlier output it destroyed that output.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    data_dir, cache, out = small_emopia(tmp_path / "emopia"), tmp_path / "cache", tmp_path / "out"
+    assert prepare_cli(data_dir, cache, out) == 0
+    before = split_ids(out)
+    (data_dir / "midis" / "Q3_songc_0.mid").unlink()  # the next run writes another output
+    script = tmp_path / "killed.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, signal, sys
+            import huggingface_hub
+            from poolingvq.cli import main
+            # killed after the dataset_dict and the Parquet files are written, while the card is written
+            huggingface_hub.DatasetCard.save = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+            main(["prepare-dataset", "emopia", "--data-dir", {str(data_dir)!r}, "--cache-dir", {str(cache)!r},
+                  "--no-synthesize", "--out", {str(out)!r}])
+            """
+        )
+    )
+    killed = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    assert split_ids(out) == before  # the earlier output, whole
+    leftovers = [path for path in tmp_path.iterdir() if path.name.startswith(".out.")]
+    assert len(leftovers) == 1 and (leftovers[0] / "dataset_dict").is_dir()  # the killed run's half output
+
+    assert prepare_cli(data_dir, cache, out) == 0  # a new run replaces the output and clears the leftover
+    assert "Q3_songc_0" not in split_ids(out)["train"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["cache", "emopia", "killed.py", "out"]
+    assert sorted(os.listdir(out)) == ["README.md", "data", "dataset_dict"]
+
+
+def test_a_garbage_file_that_begins_with_mthd_is_reported_and_left_out(tmp_path: Path) -> None:
+    data_dir = small_emopia(tmp_path / "emopia")
+    (data_dir / "midis" / "Q3_songc_0.mid").write_bytes(b"MThd" + bytes(range(256)) * 4)
+    assert prepare_cli(data_dir, tmp_path / "cache", tmp_path / "out") == 0
+    assert "Q3_songc_0" not in split_ids(tmp_path / "out")["train"]
+    assert "[not_midi] Q3_songc_0: midis/Q3_songc_0.mid: " in (tmp_path / "out" / "README.md").read_text()
+
+
+def break_header(data_dir: Path) -> str:
+    (data_dir / "label.csv").write_text((data_dir / "label.csv").read_text().replace("ID,4Q", "Id,4Q", 1))
+    return "label.csv: has no column 'ID' (its header: 'Id', '4Q', 'annotator')"
+
+
+def break_encoding(data_dir: Path) -> str:
+    (data_dir / "label.csv").write_bytes(bytes(range(128, 256)) * 8)
+    return "label.csv: is not a text CSV file"
+
+
+def drop_split_file(data_dir: Path) -> str:
+    (data_dir / "split_cls" / "val.csv").unlink()
+    return "val.csv: is missing"
+
+
+def drop_midis(data_dir: Path) -> str:
+    import shutil
+
+    shutil.rmtree(data_dir / "midis")
+    return "has no midis/ folder"
+
+
+@pytest.mark.parametrize("damage", [break_header, break_encoding, drop_split_file, drop_midis])
+def test_a_malformed_release_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture, damage) -> None:
+    # Failure 4: each of these gave a raw traceback.
+    data_dir = small_emopia(tmp_path / "emopia")
+    expected = damage(data_dir)
+    assert prepare_cli(data_dir, tmp_path / "cache", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("poolingvq prepare-dataset: ") and expected in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_out_that_cannot_be_replaced_is_refused_before_any_work(tmp_path: Path, capsys) -> None:
+    data_dir = small_emopia(tmp_path / "emopia")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine")
+    assert prepare_cli(data_dir, tmp_path / "cache", a_file) == 2
+    assert f"--out: {a_file} is a file" in capsys.readouterr().err
+    folder = tmp_path / "my_folder"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("mine too")
+    assert prepare_cli(data_dir, tmp_path / "cache", folder) == 2
+    assert "holds other files (thesis.tex)" in capsys.readouterr().err
+    assert a_file.read_text() == "mine" and (folder / "thesis.tex").read_text() == "mine too"
+    assert not (tmp_path / "cache").exists()  # refused before the builder ran

@@ -12,7 +12,8 @@ writer from the files of one still at work, on this host or another.
 - [`atomic_write_bytes`] / [`atomic_write_text`]: bytes or text to a file;
 - [`atomic_path`]: a temporary path to hand to a writer that wants a path or stream (safetensors, soundfile,
   numpy), renamed into place when the block ends without an error;
-- [`atomic_directory`]: a folder built in a temporary sibling and swapped in whole, replacing an earlier one;
+- [`atomic_directory`]: a folder built in a temporary sibling and swapped in whole, replacing an earlier one
+  ([`replace_directory`] when the writer names the temporary folder itself);
 - [`sha256_file`]: a file's content hash, read by blocks, for content-addressed names.
 """
 
@@ -124,19 +125,32 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     os.chmod(temporary, _FOLDER_MODE)
     try:
         yield temporary
-        _fsync_tree(temporary)
-        if not target.exists():
-            os.replace(temporary, target)
-        elif _exchange(temporary, target):  # `temporary` now holds the old content
-            pass
-        else:
-            aside = Path(tempfile.mkdtemp(dir=target.parent, prefix=prefix, suffix=suffix))
-            os.replace(target, aside / target.name)
-            os.replace(temporary, target)
-            shutil.rmtree(aside, ignore_errors=True)
-        fsync_folder(target.parent)
+        replace_directory(temporary, target)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+
+
+def replace_directory(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Make the complete folder `source` (a sibling of `target`) be `target`, replacing an earlier one whole.
+
+    The files are flushed first; on Linux an existing `target` is swapped with `source` in one atomic rename
+    (`renameat2(RENAME_EXCHANGE)`) and its old content, now at `source`, deleted; elsewhere it is renamed aside
+    first. For writers that must choose the temporary name themselves (all processes of a distributed run
+    write one checkpoint); others use [`atomic_directory`].
+    """
+    source, target = Path(source), Path(target)
+    _fsync_tree(source)
+    if not target.exists():
+        os.replace(source, target)
+    elif _exchange(source, target):  # `source` now holds the old content
+        shutil.rmtree(source, ignore_errors=True)
+    else:
+        prefix, suffix = temporary_sibling_prefix(target)
+        aside = Path(tempfile.mkdtemp(dir=target.parent, prefix=prefix, suffix=suffix))
+        os.replace(target, aside / target.name)
+        os.replace(source, target)
+        shutil.rmtree(aside, ignore_errors=True)
+    fsync_folder(target.parent)
 
 
 def remove_orphaned_temp_files(folder: str | os.PathLike, pattern: str = "*") -> int:
@@ -230,5 +244,6 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "remove_orphaned_temp_files",
+    "replace_directory",
     "sha256_file",
 ]

@@ -38,7 +38,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 from collections import Counter, defaultdict
@@ -55,8 +54,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .arguments import add_dataclass_arguments, dataclass_from_namespace
+from .checkpoints import latest_checkpoint, prune_checkpoints, save_state_atomically
 from .configuration_poolingvq import MidiBertConfig
 from .errors_poolingvq import PoolingVQInputError
+from .files_poolingvq import atomic_directory, atomic_write_text
 from .midibert_poolingvq import CP_CLASSES, MidiBertModel
 from .tokenization_poolingvq import CP_VOCAB_SIZES, PAD_TOKEN, CPMidiTokenizer, load_score, split_into_rows
 
@@ -297,9 +298,7 @@ def convert_music21_file(path: str, out_dir: str) -> dict[str, Any]:
         (folder / name).write_bytes(midi)
         works.append(name)
     index_data = {"works": works, "failed": failed}
-    temporary = folder / f".index.{os.getpid()}.tmp"
-    temporary.write_text(json.dumps(index_data))
-    os.replace(temporary, folder / "index.json")
+    atomic_write_text(folder / "index.json", json.dumps(index_data), durable=False)
     return index_data
 
 
@@ -516,14 +515,11 @@ def tokenize_pieces(
         counts={source: dict(counter) for source, counter in counts.items()},
         key=key,
     )
-    if folder is not None:
-        temporary = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-        temporary.mkdir(parents=True, exist_ok=True)
-        np.save(temporary / "tokens.npy", corpus.tokens)
-        np.save(temporary / "row_piece.npy", corpus.row_piece)
-        (temporary / "corpus.json").write_text(json.dumps({"pieces": kept, "counts": corpus.counts}))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(temporary, folder)
+    if folder is not None:  # the package's atomic writer: a killed run leaves no half-written corpus behind
+        with atomic_directory(folder) as building:
+            np.save(building / "tokens.npy", corpus.tokens)
+            np.save(building / "row_piece.npy", corpus.row_piece)
+            (building / "corpus.json").write_text(json.dumps({"pieces": kept, "counts": corpus.counts}))
     return corpus
 
 
@@ -1023,7 +1019,7 @@ def pretrain(args: PretrainingArguments) -> dict[str, Any]:
             f"held-out accuracy {accuracies}" + (" (best)" if improved else "")
         )
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(checkpoints / f"epoch_{state.epoch:04d}"))
+        save_state_atomically(accelerator, checkpoints / f"epoch_{state.epoch:04d}")
         if accelerator.is_main_process:
             prune_checkpoints(checkpoints, keep=2)
 
@@ -1101,8 +1097,7 @@ def train_one_epoch(
             tokens_seen, window_started = 0, time.monotonic()
         if checkpoints is not None and args.save_every_steps and state.step % args.save_every_steps == 0:
             state.step_in_epoch = step_in_epoch + 1
-            accelerator.wait_for_everyone()
-            accelerator.save_state(str(checkpoints / f"epoch_{state.epoch:04d}_step_{state.step:08d}"))
+            save_state_atomically(accelerator, checkpoints / f"epoch_{state.epoch:04d}_step_{state.step:08d}")
             if accelerator.is_main_process:
                 prune_checkpoints(checkpoints, keep=2)
     accuracy = (correct / max(masked_count, 1)).tolist()
@@ -1111,16 +1106,6 @@ def train_one_epoch(
         "steps": steps,
         "accuracy_per_class": dict(zip(CP_CLASSES, accuracy, strict=True)),
     }
-
-
-def latest_checkpoint(folder: Path) -> Path | None:
-    candidates = sorted(folder.glob("epoch_*")) if folder.exists() else []
-    return candidates[-1] if candidates else None
-
-
-def prune_checkpoints(folder: Path, keep: int) -> None:
-    for old in sorted(folder.glob("epoch_*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_readme(folder: Path, args: PretrainingArguments, metrics: dict[str, Any]) -> None:

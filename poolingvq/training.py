@@ -18,8 +18,9 @@ One run:
    `pipeline("music-emotion", model=folder, trust_remote_code=True)` loads, with `metrics.json` and a model card.
 
 Every number is a flag whose default is the paper's value (or ours, said so, where the paper is silent).
-Checkpoints (`accelerator.save_state`) are written after every epoch; `--resume` continues from the last one
-and, with the same seed, ends with the same metrics as an uninterrupted run.
+Checkpoints (`accelerator.save_state`, written whole or not at all: `checkpoints.py`) are written after every
+epoch; `--resume` continues from the last one and, with the same seed, ends with the same metrics as an
+uninterrupted run.
 """
 
 from __future__ import annotations
@@ -28,10 +29,8 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import random
 import shlex
-import shutil
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,11 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from . import provenance, publish
 from .arguments import add_dataclass_arguments, dataclass_from_namespace
+from .checkpoints import latest_checkpoint, prune_checkpoints, save_state_atomically, save_tensors_atomically
 from .configuration_poolingvq import QUADRANT_LABELS, MidiBertConfig, PoolingVQConfig
 from .errors_poolingvq import PoolingVQInputError
 from .hub import is_local, resolve_model_dir, source_record
@@ -208,6 +208,35 @@ class TrainingArguments:
             "max_audio_seconds": self.max_audio_seconds,
         }
         return {key: value for key, value in overrides.items() if value is not None}
+
+
+#: Fields that count something and must be at least 1 (None, where allowed, means "all" / "the preset's").
+POSITIVE_COUNTS = (
+    "epochs",
+    "batch_size",
+    "gradient_accumulation_steps",
+    "extraction_batch_size",
+    "max_train_samples",
+    "max_eval_samples",
+    "codebook_size",
+    "kmeans_iters",
+    "kmeans_max_frames",
+)
+#: Fields that count something and may be 0.
+NON_NEGATIVE_COUNTS = ("num_workers", "extraction_workers", "early_stopping_patience", "plateau_patience")
+
+
+def check_arguments(args: TrainingArguments) -> None:
+    """Refuse counts that make no run, in one line naming the flag: `--batch-size 0` or `--max-train-samples 0`
+    would otherwise end in a traceback from deep inside the data loader or the codebook start."""
+    for name, least in [(name, 1) for name in POSITIVE_COUNTS] + [(name, 0) for name in NON_NEGATIVE_COUNTS]:
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            flag = "--" + name.replace("_", "-")
+            wanted = "a whole number of at least 1" if least else "a whole number, 0 or more"
+            raise PoolingVQInputError(flag, f"must be {wanted}, got {value!r}")
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -541,7 +570,9 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         init_codebook_from_cache,
     )
 
-    # refused before anything heavy starts: encoders never loaded (unless allowed), a model that cannot be found
+    # refused before anything heavy starts: counts that make no run, encoders never loaded (unless allowed), a
+    # model that cannot be found
+    check_arguments(args)
     planned = init_config(args)
     check_encoders_loaded(args, planned)
     if args.push_to_hub is not None:
@@ -699,7 +730,7 @@ def train(args: TrainingArguments) -> dict[str, Any]:
             state.best_macro_f1, state.best_epoch = val_metrics["macro_f1"], state.epoch
             state.epochs_without_improvement = 0
             if accelerator.is_main_process:
-                save_atomically(trained_state(unwrapped), best_path)
+                save_tensors_atomically(trained_state(unwrapped), best_path)
         else:
             state.epochs_without_improvement += 1
         record = {
@@ -716,7 +747,7 @@ def train(args: TrainingArguments) -> dict[str, Any]:
             + (" (best)" if improved else "")
         )
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(checkpoints / f"epoch_{state.epoch:04d}"))
+        save_state_atomically(accelerator, checkpoints / f"epoch_{state.epoch:04d}")
         if accelerator.is_main_process:
             prune_checkpoints(checkpoints, keep=2)
 
@@ -845,22 +876,6 @@ def quiet_other_processes(accelerator: Any) -> None:
 
 def model_vq_weight(model: Any, accelerator: Any) -> float:
     return float(accelerator.unwrap_model(model).config.vq_loss_weight)
-
-
-def save_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(temporary))
-    os.replace(temporary, path)
-
-
-def latest_checkpoint(folder: Path) -> Path | None:
-    candidates = sorted(folder.glob("epoch_*")) if folder.exists() else []
-    return candidates[-1] if candidates else None
-
-
-def prune_checkpoints(folder: Path, keep: int) -> None:
-    for old in sorted(folder.glob("epoch_*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _tensorboard_available() -> bool:

@@ -191,6 +191,54 @@ def test_modality_reliance_measures_what_swapping_an_input_changes():
     assert modality_reliance(midi_only, [batch], Accelerator(cpu=True)) is None
 
 
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--batch-size", "0"], "poolingvq train: --batch-size: must be a whole number of at least 1, got 0"),
+        (
+            ["--max-train-samples", "0"],
+            "poolingvq train: --max-train-samples: must be a whole number of at least 1",
+        ),
+        (["--epochs", "-1"], "poolingvq train: --epochs: must be a whole number of at least 1, got -1"),
+        (
+            ["--num-workers", "-2"],
+            "poolingvq train: --num-workers: must be a whole number, 0 or more, got -2",
+        ),
+    ],
+)
+def test_train_refuses_counts_that_make_no_run(tmp_path, capsys, flags, expected):
+    # Issue 11, failure 6: `train --batch-size 0` or `--max-train-samples 0` ended in a traceback.
+    from poolingvq.cli import main
+
+    argv = ["train", "--model-init", "tiny", "--allow-random-encoders", "--output-dir", str(tmp_path / "out")]
+    assert main([*argv, "--data-dir", str(tmp_path / "no-data"), *flags]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), lines
+    assert not (tmp_path / "out").exists()
+
+
+def test_checkpoints_are_written_whole(tmp_path):
+    # Issue 11: a checkpoint is saved into a hidden sibling and renamed into place, so a run killed while saving
+    # leaves the earlier checkpoints as they were; a killed run's partial checkpoint is pruned with the old ones.
+    from accelerate import Accelerator
+
+    from poolingvq.checkpoints import latest_checkpoint, prune_checkpoints, save_state_atomically
+
+    accelerator = Accelerator(cpu=True)
+    model = accelerator.prepare(torch.nn.Linear(2, 2))
+    folder = tmp_path / "checkpoints"
+    (folder / ".epoch_0003.partial").mkdir(parents=True)  # what a run killed while saving epoch 3 left
+    for epoch in (1, 2, 3):
+        save_state_atomically(accelerator, folder / f"epoch_{epoch:04d}")
+    prune_checkpoints(folder, keep=2)
+    assert sorted(path.name for path in folder.iterdir()) == ["epoch_0002", "epoch_0003"]
+    assert latest_checkpoint(folder) == folder / "epoch_0003"
+    with torch.no_grad():
+        model.weight.zero_()
+    accelerator.load_state(str(latest_checkpoint(folder)))
+    assert model.weight.abs().sum() > 0
+
+
 def test_train_refuses_encoders_that_never_loaded_weights(tmp_path, capsys):
     """One line naming import-weights, before any data is read or folder written, unless --allow-random-encoders."""
     from poolingvq import PoolingVQConfig

@@ -162,12 +162,15 @@ def reliance_of(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean and sample standard deviation of the test metrics per variant (std 0 for a single seed)."""
+    """Mean and sample standard deviation of the test metrics (and of validation macro-F1, on which choices are
+    made) per variant (std 0 for a single seed)."""
     summary: dict[str, dict[str, float]] = {}
     for variant in dict.fromkeys(run["variant"] for run in runs):
         mine = [run for run in runs if run["variant"] == variant]
         entry: dict[str, float] = {"runs": len(mine)}
-        for metric in ("test_accuracy", "test_macro_f1"):
+        for metric in ("test_accuracy", "test_macro_f1", "val_macro_f1"):
+            if not all(metric in run for run in mine):
+                continue
             values = [run[metric] for run in mine]
             entry[f"{metric}_mean"] = statistics.fmean(values)
             entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0

@@ -46,7 +46,15 @@ def copy_json(source: Path, target: Path) -> None:
     target.write_text(json.dumps(content, indent=2) + "\n")  # key order kept: the tables follow it
 
 
-def embed(run: Path, seeds: Path, vgmidi: Path, pretraining: Path, listening: Path, out: Path) -> Path:
+def embed(
+    run: Path,
+    seeds: Path,
+    modalities: Path | None,
+    vgmidi: Path,
+    pretraining: Path,
+    listening: Path,
+    out: Path,
+) -> Path:
     weights = run / "model.safetensors"
     if not weights.exists():
         raise FileNotFoundError(f"{weights}: the run has no model (train it with save_model on)")
@@ -58,7 +66,9 @@ def embed(run: Path, seeds: Path, vgmidi: Path, pretraining: Path, listening: Pa
     shutil.copy(weights, out / "model.safetensors")
     for source in sorted(run.glob("*.json")):
         copy_json(source, out / source.name)
-    copy_json(seeds / "results.json", out / "ablation_results.json")
+    (out / "ablation_results.json").write_text(
+        json.dumps(gathered_results(seeds, modalities), indent=2) + "\n"
+    )
     png = next(iter(sorted(seeds.glob("*.png"))), None)
     if png is not None:
         shutil.copy(png, out / "ablation.png")
@@ -68,6 +78,22 @@ def embed(run: Path, seeds: Path, vgmidi: Path, pretraining: Path, listening: Pa
     (out / "example_predictions.json").write_text(json.dumps(example_predictions(out), indent=2) + "\n")
     (out / "README.md").write_text(model_card(out))
     return out
+
+
+def gathered_results(seeds: Path, modalities: Path | None) -> dict[str, Any]:
+    """The recipe's seeds (`seeds/results.json`) and the single-modality variants (`modalities/results.json`) as
+    one experiment result, its summary computed again over all the runs."""
+    from poolingvq.experiments import summarise
+
+    result = json.loads((seeds / "results.json").read_text())
+    if modalities is not None:
+        more = json.loads((modalities / "results.json").read_text())
+        result["runs"] = result["runs"] + more["runs"]
+        result["suite"] = (
+            f"{result['suite']} (recipe x {result['seeds']} seeds) + {more['suite']} ({more['seeds']} seed)"
+        )
+    result["summary"] = summarise(result["runs"])
+    return result
 
 
 def example_predictions(folder: Path) -> dict[str, list[dict[str, float]]]:
@@ -391,6 +417,12 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="the experiment folder with the recipe's seeds (and ablations)",
     )
+    parser.add_argument(
+        "--modalities",
+        type=Path,
+        default=None,
+        help="an experiment folder with the MIDI-only / audio-only runs",
+    )
     parser.add_argument("--vgmidi", type=Path, required=True, help="the VGMIDI run's folder")
     parser.add_argument(
         "--pretraining", type=Path, required=True, help="the pre-trained MIDI encoder's folder"
@@ -400,7 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path("poolingvq/embedded/poolingvq-emopia"))
     args = parser.parse_args(argv)
-    out = embed(args.run, args.seeds, args.vgmidi, args.pretraining, args.listening, args.out)
+    out = embed(
+        args.run, args.seeds, args.modalities, args.vgmidi, args.pretraining, args.listening, args.out
+    )
     size = (out / "model.safetensors").stat().st_size / 2**20
     print(f"embedded {args.run} into {out} ({size:.1f} MiB of weights); card: {out / 'README.md'}")
     return 0

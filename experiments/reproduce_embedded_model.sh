@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # Reproduces the model shipped in poolingvq/embedded/poolingvq-emopia/ and every figure of its model card, on CPU,
-# with nothing downloaded: a log-mel audio front end (the `offline` preset) and a small MIDI-BERT pre-trained here.
+# with nothing downloaded from the Hub: the `offline` preset (a spectral front end that keeps loudness, chroma, key
+# profiles and onsets) and a small MIDI-BERT pre-trained here.
 #
 #   bash experiments/reproduce_embedded_model.sh            # work files under runs/embedded (git-ignored)
 #
+# Needs two Debian soundfonts besides the one pretty_midi carries: FluidR3 (a second training piano) and MuseScore
+# General (held out: it stands in for a recording nobody trained on):
+#   apt-get install fluid-soundfont-gm musescore-general-soundfont-lossless
+#
 # Steps (times on 2 CPU cores): 1. MIDI-BERT pre-training on music21's corpus + EMOPIA/VGMIDI training splits
-# (about 16 min converting music21 once, then 37 min); 2. EMOPIA ablation suite, 6 variants x 3 seeds (the first
-# run also synthesizes and encodes the 1051 clips once, about 25 min); its `all` run with the first seed (42) is the
-# shipped model, fixed before any result was seen; 3. VGMIDI, the full method, one seed; 4. the package folder and
-# its card, written from the runs' JSON files alone (with 2b, each run's reliance on audio and on MIDI, and 3b, a
-# linear probe comparing audio encoders).
+# (about 16 min converting music21 once, then 37 min); 2. EMOPIA: the recipe over 3 seeds and the MIDI-only and
+# audio-only variants (the first run synthesizes every clip with both training soundfonts and encodes it, about
+# 10 min; each run then takes 30-45 min); its seed-42 run is the shipped model, fixed before any result was seen;
+# 3. VGMIDI, the same recipe, one seed; 4. the shipped run measured through the pipeline (test MIDI files, a
+# recording alone in the held-out soundfont, the cue responses); 5. the package folder and its card, written from
+# the runs' JSON files alone.
 # Each step is skipped when its result is there, and the suite reads back finished runs, so an interrupted script
-# goes on where it stopped. One torch thread per process: the runs are small, and with 2 threads OpenMP spin-waits
-# cost more than they give (benchmarks/README). Numbers may differ in the last digits on other CPUs.
+# goes on where it stopped. One torch thread per process (benchmarks/README). Numbers may differ in the last digits
+# on other CPUs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -20,8 +26,13 @@ DATA=${POOLINGVQ_DATA:-../shared/data}
 WORK=runs/embedded
 OUT=poolingvq/embedded/poolingvq-emopia
 SEED=42
+TRAIN_SOUNDFONT=${TRAIN_SOUNDFONT:-/usr/share/sounds/sf2/FluidR3_GM.sf2}
+HELDOUT_SOUNDFONT=${HELDOUT_SOUNDFONT:-/usr/share/sounds/sf2/MuseScore_General_Full.sf2}
+for soundfont in "$TRAIN_SOUNDFONT" "$HELDOUT_SOUNDFONT"; do
+  [ -f "$soundfont" ] || { echo "missing $soundfont: apt-get install fluid-soundfont-gm musescore-general-soundfont-lossless" >&2; exit 2; }
+done
 COMMON=(--model-init offline --midi-encoder "$WORK/midibert-small" --midi-mode rescaled --lr-head 1e-3
-        --epochs 20 --seed "$SEED" --cache-dir "$WORK/features")
+        --epochs 20 --seed "$SEED" --cache-dir "$WORK/features" --extra-soundfonts "$TRAIN_SOUNDFONT" --no-progress)
 
 # 1. the MIDI encoder
 if [ ! -f "$WORK/midibert-small/pretraining_metrics.json" ]; then
@@ -30,27 +41,24 @@ if [ ! -f "$WORK/midibert-small/pretraining_metrics.json" ]; then
     --max-music21-works 6000 --epochs 3 --batch-size 16 --lr 5e-4 --seed "$SEED" --log-every 25
 fi
 
-# 2. EMOPIA (paper split): the ablation suite; the `all` runs keep their model folders
+# 2. EMOPIA (paper split): the recipe over three seeds, and each modality alone; runs keep their model folders
 poolingvq experiment --dataset emopia --data-dir "$DATA/emopia" --suite ablation --seeds 3 --save-models \
-  --output-dir "$WORK/emopia-ablation" "${COMMON[@]}"
+  --variants "all" --output-dir "$WORK/emopia" "${COMMON[@]}"
+poolingvq experiment --dataset emopia --data-dir "$DATA/emopia" --suite ablation --seeds 1 --save-models \
+  --variants "MIDI only,audio only" --output-dir "$WORK/emopia-modalities" "${COMMON[@]}"
 
-# 2b. how much each saved audio+MIDI run rests on each modality (re-measured whenever the suite has changed)
-if [ ! "$WORK/emopia-ablation/modality_reliance.json" -nt "$WORK/emopia-ablation/results.json" ]; then
-  python experiments/modality_reliance.py --experiment "$WORK/emopia-ablation" --cache-dir "$WORK/features"
-fi
-
-# 3. VGMIDI (paper split): the full method
+# 3. VGMIDI (paper split): the same recipe
 if [ ! -f "$WORK/vgmidi/metrics.json" ]; then
   poolingvq train --dataset vgmidi --data-dir "$DATA/vgmidi" --output-dir "$WORK/vgmidi" "${COMMON[@]}"
 fi
 
-# 3b. the audio encoder, measured against the alternative (log-mel vs MERT's architecture with random weights)
-if [ ! -f "$WORK/audio_encoder_comparison.json" ]; then
-  python experiments/compare_audio_encoders.py --data-dir "$DATA/emopia" --cache-dir "$WORK/features" \
-    --midi-encoder "$WORK/midibert-small" --output-dir "$WORK"
+# 4. the shipped run as users meet it: through pipeline("music-emotion")
+if [ ! -f "$WORK/listening.json" ]; then
+  python experiments/listen_to_model.py --model "$WORK/emopia/all/seed_$SEED" --data-dir "$DATA/emopia" \
+    --heldout-soundfont "$HELDOUT_SOUNDFONT" --out "$WORK/listening.json"
 fi
 
-# 4. into the package, with its card
-python experiments/embed_model.py --run "$WORK/emopia-ablation/all/seed_$SEED" \
-  --ablation "$WORK/emopia-ablation" --vgmidi "$WORK/vgmidi" --pretraining "$WORK/midibert-small" \
-  --audio-comparison "$WORK/audio_encoder_comparison.json" --out "$OUT"
+# 5. into the package, with its card
+python experiments/embed_model.py --run "$WORK/emopia/all/seed_$SEED" --seeds "$WORK/emopia" \
+  --modalities "$WORK/emopia-modalities" --vgmidi "$WORK/vgmidi" --pretraining "$WORK/midibert-small" \
+  --listening "$WORK/listening.json" --out "$OUT"

@@ -1,16 +1,20 @@
-"""The model shipped inside the package (issue 7): there, small, what `pipeline("music-emotion")`, `poolingvq predict`
-and the Space run by default, answering as it did when it was shipped, and described by a card whose figures are
-the shipped JSON files' (written again here from them)."""
+"""The model shipped inside the package (issues 7 and 10): there, small, what `pipeline("music-emotion")`, `poolingvq
+predict` and the Space run by default, answering as it did when it was shipped, hearing tempo and loudness,
+answering from a recording alone, and described by a card whose figures are the shipped JSON files' (written again
+here from them)."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
+import shlex
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
+from shared_data import DATA_DIR, needs_emopia
 
 import poolingvq
 from poolingvq.cli import main
@@ -46,6 +50,9 @@ def test_the_package_ships_a_small_trained_model_without_code():
     config = json.loads((FOLDER / "config.json").read_text())
     assert config["model_type"] == "poolingvq" and config["audio_config"]["model_type"] == "poolingvq_logmel"
     assert "auto_map" not in config
+    # issue 10: it hears loudness, harmony and onsets, and answers from one modality
+    assert config["audio_config"]["level"] == "absolute" and config["audio_config"]["num_chroma_bins"] == 12
+    assert config["modality_dropout"] > 0 and config["audio_normalization"] == "standardize"
 
 
 def test_pipeline_without_a_model_runs_the_embedded_one_as_shipped(tmp_path):
@@ -95,10 +102,12 @@ def test_card_is_written_from_the_shipped_results():
     card = (FOLDER / "README.md").read_text()
     assert card == embed.model_card(FOLDER), "README.md differs from what the shipped JSON files give"
     metrics = json.loads((FOLDER / "metrics.json").read_text())
+    listening = json.loads((FOLDER / "listening.json").read_text())
     ablation = json.loads((FOLDER / "ablation_results.json").read_text())
-    assert f"| EMOPIA | test | {metrics['test']['count']} | {metrics['test']['accuracy']:.3f} |" in card
-    assert list(ablation["summary"]) == list(ABLATIONS)  # all six variants of the paper's ablation
-    assert all(entry["runs"] == 3 for entry in ablation["summary"].values())
+    test = listening["pipeline_midi"]
+    assert f"| {listening['clips']} | **{test['accuracy']:.3f}** | **{test['macro_f1']:.3f}** |" in card
+    assert ablation["summary"]["all"]["runs"] == 3  # the recipe over three seeds
+    assert {"all", "MIDI only", "audio only"} <= set(ablation["summary"]) <= set(ABLATIONS)
     assert ablation["dataset"] == "emopia" and ablation["config"] == "paper"
     shipped = next(
         r for r in ablation["runs"] if r["variant"] == "all" and r["seed"] == metrics["arguments"]["seed"]
@@ -106,8 +115,70 @@ def test_card_is_written_from_the_shipped_results():
     assert shipped["test_macro_f1"] == pytest.approx(
         metrics["test"]["macro_f1"]
     )  # the shipped run is that row
-    assert (FOLDER / "ablation.png").stat().st_size > 5000
+    assert listening["clips"] == metrics["test"]["count"] == 86
     assert "bash experiments/reproduce_embedded_model.sh" in card
+    # the training command in the card is one that `poolingvq train` accepts
+    from poolingvq.training import TrainingArguments, add_training_arguments
+
+    command = card.split("```bash\npoolingvq train ", 1)[1].split("\n", 1)[0]
+    parser = argparse.ArgumentParser()
+    add_training_arguments(parser)
+    parsed = parser.parse_args(shlex.split(command))
+    assert (
+        parsed.model_init == "offline" and parsed.extra_soundfonts == metrics["arguments"]["extra_soundfonts"]
+    )
+    assert isinstance(TrainingArguments, type)
+
+
+def test_the_shipped_model_hears_tempo_and_loudness(tmp_path):
+    """Issue 10: played faster or louder -> more Q1/Q2; slower or softer -> less; a tone higher -> the same answer.
+    On the project's four example pieces (one per quadrant), given as MIDI alone."""
+    from poolingvq.listening import cue_responses
+
+    classify, _ = load_pipeline()
+    midis = [write_example_midi(tmp_path / f"{q}.mid", q) for q in ("Q1", "Q2", "Q3", "Q4")]
+    figures = cue_responses(classify, midis)
+    for name in ("faster", "louder"):
+        assert figures[name]["mean_high_arousal_change"] > 0.02, (name, figures[name])
+    for name in ("slower", "softer"):
+        assert figures[name]["mean_high_arousal_change"] < -0.02, (name, figures[name])
+    assert figures["transposed_up"]["share_same_answer"] >= 0.75, figures["transposed_up"]
+
+
+def test_the_shipped_model_answers_a_recording_alone(tmp_path):
+    """Audio alone (no MIDI): an answer, saying it heard audio only; a soft slow piece and a loud fast one differ."""
+    from poolingvq.synthesis_poolingvq import synthesize_midi
+
+    classify, _ = load_pipeline()
+    answers = {}
+    for quadrant in ("Q2", "Q3"):
+        waveform = synthesize_midi(
+            write_example_midi(tmp_path / f"{quadrant}.mid", quadrant), level="velocity"
+        )
+        details = classify({"raw": waveform, "sampling_rate": 24000}, return_details=True)
+        assert details["heard"] == "audio only (no MIDI)"
+        answers[quadrant] = {s["label"]: s["score"] for s in details["scores"]}
+    arousal = {q: scores["Q1"] + scores["Q2"] for q, scores in answers.items()}
+    assert arousal["Q2"] > arousal["Q3"], answers
+
+
+@needs_emopia
+@pytest.mark.slow
+def test_the_pipeline_reproduces_the_cards_emopia_test_accuracy():
+    """The 86 EMOPIA `paper` test clips, each given to `pipeline("music-emotion")` as its MIDI file alone."""
+    from transformers import pipeline
+
+    listening = json.loads((FOLDER / "listening.json").read_text())
+    data = DATA_DIR / "emopia"
+    names = [
+        line.split(",")[0] for line in (data / "split_cls" / "test.csv").read_text().splitlines()[1:] if line
+    ]
+    classify = pipeline("music-emotion")
+    answers = [classify(str(data / "midis" / f"{name}.mid"), top_k=1)[0]["label"] for name in names]
+    accuracy = sum(answer == name.split("_")[0] for answer, name in zip(answers, names, strict=True)) / len(
+        names
+    )
+    assert accuracy == pytest.approx(listening["pipeline_midi"]["accuracy"], abs=1e-9)
 
 
 def test_readme_reports_the_shipped_figures():

@@ -8,6 +8,13 @@ What `--out DIR` receives:
     DIR/README.md                                  the dataset card (YAML metadata + description)
 
 Push to the Hub with `hf upload <user>/<repo> DIR . --repo-type dataset --exclude "dataset_dict/*"`.
+`poolingvq train --dataset-path DIR` (or the Hub repo's id) trains on it: its splits, its labels, its recordings.
+
+The user's own recordings (`--audio-dir`) are an `audio` column of `datasets.Audio(decode=False)`, the file's
+bytes embedded (in `dataset_dict/` and in the Parquet files alike), so the dataset stands alone on another machine
+and `datasets` never needs an audio decoder to load it. Synthesized audio is not put there: it is the MIDI's,
+rendered again (and cached) by whoever trains, with their soundfont; those clips' `audio` is None. Only the local
+`audio_path` column (`dataset_dict/` only) points at the synthesized files.
 
 `DIR` is written whole or not at all: everything is built in a temporary sibling folder, then swapped in for the
 old `DIR` (`files_poolingvq.atomic_directory`), so a run killed mid-write leaves an earlier output intact and
@@ -39,6 +46,10 @@ PRETTY_NAMES = {"emopia": "EMOPIA", "vgmidi": "VGMIDI"}
 LOCAL_COLUMNS = ("midi_path", "audio_path")
 # What `--out` holds after a run: an existing folder holding anything else is not replaced.
 OUTPUT_ENTRIES = frozenset({"dataset_dict", "data", "README.md"})
+# The recordings' column: a recording's bytes and file name ({"bytes", "path"}), None for a clip without one.
+AUDIO_COLUMN = "audio"
+# Rows held in memory while the recordings are read into the Arrow files (a minute of WAV is ~3 MB).
+AUDIO_WRITER_BATCH_SIZE = 16
 
 
 def prepare_dataset_command(args: argparse.Namespace) -> int:
@@ -58,7 +69,7 @@ def prepare_dataset_command(args: argparse.Namespace) -> int:
         cache_dir=options.get("cache_dir"),
     )
     builder.download_and_prepare()
-    dataset_dict = builder.as_dataset()
+    dataset_dict = with_recordings(builder.as_dataset(), options.get("audio_dir"))
 
     config_name = builder.config.name
     remove_orphaned_temp_files(out.parent, out.name)  # what killed runs left beside `out`
@@ -97,6 +108,43 @@ def check_out_folder(out: Path) -> Path:
     return out
 
 
+def with_recordings(dataset_dict: datasets.DatasetDict, audio_dir: str | None) -> datasets.DatasetDict:
+    """`dataset_dict` with the `audio` column: each clip's recording from `audio_dir` (its bytes and file name) as
+    `datasets.Audio(decode=False)`, None for clips whose audio is synthesized or absent.
+
+    A clip's `audio_path` is a recording when it lies in `audio_dir` (the builder takes `<audio_dir>/<id>.<ext>`);
+    otherwise it is the synthesis cache's file, or None. The column is built as Arrow's {bytes, path} struct and
+    then cast to `Audio`: `Audio.encode_example` wants torchcodec even for bytes, which this package does not need.
+    """
+    audio_root = Path(audio_dir).expanduser().resolve() if audio_dir else None
+
+    def recordings(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        values = []
+        for path in batch["audio_path"]:
+            is_recording = (
+                audio_root is not None and path is not None and Path(path).resolve().parent == audio_root
+            )
+            values.append(
+                {"bytes": Path(path).read_bytes(), "path": Path(path).name} if is_recording else None
+            )
+        return {AUDIO_COLUMN: values}
+
+    struct = datasets.Features({"bytes": datasets.Value("binary"), "path": datasets.Value("string")})
+    prepared = {}
+    for split, dataset in dataset_dict.items():
+        features = datasets.Features({**dataset.features, AUDIO_COLUMN: struct})
+        with_struct = dataset.map(
+            recordings,
+            batched=True,
+            batch_size=AUDIO_WRITER_BATCH_SIZE,
+            writer_batch_size=AUDIO_WRITER_BATCH_SIZE,
+            features=features,
+            desc=f"recordings ({split})",
+        )
+        prepared[split] = with_struct.cast_column(AUDIO_COLUMN, datasets.Audio(decode=False))
+    return datasets.DatasetDict(prepared)
+
+
 def make_builder(dataset: str, config_name: str | None, **config_kwargs: Any) -> MusicEmotionBuilder:
     """The builder of `dataset` with `config_name` (None = its default); None-valued options keep defaults."""
     builder_class = DATASET_BUILDERS[dataset]
@@ -117,6 +165,11 @@ def dataset_card(
     config_name = builder.config.name
     label_names = dataset_dict[next(iter(dataset_dict))].features["label"].names
     total = sum(len(split) for split in dataset_dict.values())
+    recordings = sum(  # counted in Arrow: reading the column would load every recording's bytes
+        len(split) - split.data.column(AUDIO_COLUMN).null_count
+        for split in dataset_dict.values()
+        if AUDIO_COLUMN in split.column_names
+    )
     card_data = DatasetCardData(
         pretty_name=f"{PRETTY_NAMES[dataset]} ({config_name} split)",
         license=builder.info.license,
@@ -158,10 +211,13 @@ Q3 = valence- arousal-, Q4 = valence+ arousal-.
 
 - `id`: the clip's name in the release; `label`: its quadrant (class 0..3 = Q1..Q4);
 - `midi_file`: the MIDI file's path inside the release; `midi`: the MIDI file's bytes;
+- `audio`: the clip's recording (`Audio(decode=False)`: the file's bytes and name), when it was prepared with
+  `--audio-dir`; None otherwise ({recordings} of {total} clips have one);
 - {", ".join(f"`{name}`" for name in builder.EXTRA_FEATURES)}: metadata of the release.
 
-Audio is not included: synthesize it from `midi` (`poolingvq prepare-dataset` does, with a cache), or use
-your own recordings.
+Synthesized audio is not included: synthesize it from `midi` (`poolingvq train` and `prepare-dataset` do, with
+a cache). Train on this dataset with `poolingvq train --dataset-path <this folder or repo id>`: its splits, its
+labels, its recordings, and the MIDI of the clips without one synthesized.
 
 ## Reported problems in the source data
 

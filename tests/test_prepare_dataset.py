@@ -260,3 +260,50 @@ def test_out_that_cannot_be_replaced_is_refused_before_any_work(tmp_path: Path, 
     assert "holds other files (thesis.tex)" in capsys.readouterr().err
     assert a_file.read_text() == "mine" and (folder / "thesis.tex").read_text() == "mine too"
     assert not (tmp_path / "cache").exists()  # refused before the builder ran
+
+
+# -- issue 12: recordings as an Audio column ---------------------------------------------------------------------
+
+
+def test_recordings_are_an_undecoded_audio_column_with_their_bytes(tmp_path: Path) -> None:
+    """The user's recordings travel in the dataset (`Audio(decode=False)`, bytes embedded, no machine path), in
+    `dataset_dict/` and in the Parquet files that `load_dataset(folder)` reads; synthesized audio stays out."""
+    import numpy as np
+
+    data_dir = small_emopia(tmp_path / "emopia")
+    audio_dir = tmp_path / "recordings"
+    audio_dir.mkdir()
+    tone = (0.2 * np.sin(np.linspace(0, 440 * 2 * np.pi, 8000))).astype("float32")
+    soundfile.write(audio_dir / "Q1_songa_0.wav", tone, 8000)
+    soundfile.write(audio_dir / "Q4_songd_0.flac", tone[:4000], 8000)
+    out = tmp_path / "out"
+    args = parse(
+        "emopia",
+        "--data-dir",
+        str(data_dir),
+        "--audio-dir",
+        str(audio_dir),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--sample-rate",
+        "16000",
+        "--out",
+        str(out),
+    )
+    assert prepare_dataset_command(args) == 0
+
+    expected = {"Q1_songa_0": audio_dir / "Q1_songa_0.wav", "Q4_songd_0": audio_dir / "Q4_songd_0.flac"}
+    from_disk = datasets.load_from_disk(str(out / "dataset_dict"))
+    from_parquet = datasets.load_dataset(str(out))
+    for loaded in (from_disk, from_parquet):
+        for data in loaded.values():
+            assert data.features["audio"] == datasets.Audio(decode=False)
+            for row in data:
+                if row["id"] in expected:
+                    assert row["audio"]["bytes"] == expected[row["id"]].read_bytes()
+                    assert row["audio"]["path"] == expected[row["id"]].name
+                else:  # synthesized (dataset_dict's audio_path says where), not a recording
+                    assert row["audio"] is None
+    assert from_disk["train"][1]["audio_path"] is not None  # Q2_songb_0: synthesized, locally
+    card = (out / "README.md").read_text()
+    assert "None otherwise (2 of 5 clips have one)" in card

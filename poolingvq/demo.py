@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import logging
+import os
 import tempfile
 import threading
 from collections import Counter
@@ -80,11 +82,23 @@ def quadrant_display_name(quadrant: str) -> str:
 
 @dataclass(frozen=True)
 class DemoModel:
-    """A loaded pipeline and what the page says about it."""
+    """A loaded pipeline and what the page says about it.
+
+    The page names a model and links its card; it never shows where the model lies on the server's disk (a
+    visitor cannot use that path, and it tells them about the server).
+    """
 
     pipeline: Any
     description: str
     untrained: bool
+    #: what the page calls the model: its Hub id, its folder's name, or the embedded model's name
+    name: str = ""
+    #: the model's card on the Hub (its repo, or the file in this Space's repo), when there is one
+    card_url: str | None = None
+    #: the card's Markdown without its YAML header, shown on the page when the model has a card
+    card: str | None = None
+    #: one line of what the model is, for the page (the embedded model's scores, or UNTRAINED)
+    summary: str = ""
 
 
 _models: dict[str | None, DemoModel] = {}
@@ -100,8 +114,66 @@ def get_model(model: str | None = None) -> DemoModel:
         if model not in _models:
             pipeline, description = load_pipeline(model)
             untrained = model is None and embedded_model_dir() is None
-            _models[model] = DemoModel(pipeline, description, untrained)
+            _models[model] = DemoModel(pipeline, description, untrained, **model_identity(model, pipeline))
         return _models[model]
+
+
+def model_identity(model: str | None, pipeline: Any) -> dict[str, Any]:
+    """The name, card link, card text and one-line summary the page shows for `model` (see `DemoModel`)."""
+    from .hub import is_local
+
+    if model is None and embedded_model_dir() is None:
+        return {
+            "name": "untrained tiny model",
+            "summary": "UNTRAINED tiny model (random weights: no trained model is embedded; the scores mean nothing)",
+        }
+    folder = Path(embedded_model_dir() if model is None else getattr(pipeline.model, "name_or_path", model))
+    card_path = folder / "README.md"
+    card = strip_front_matter(card_path.read_text(encoding="utf-8")) if card_path.is_file() else None
+    if model is not None and not is_local(model):  # a Hub repo: its id, its page
+        return {"name": str(model), "card_url": f"https://huggingface.co/{model}", "card": card}
+    name = folder.name if model is None else Path(model).name
+    summary = ""
+    if model is None:
+        summary = (
+            "the model embedded in the poolingvq package: log-mel + a small MIDI-BERT trained here, no MERT"
+        )
+        metrics = folder / "metrics.json"
+        if metrics.is_file():
+            test = json.loads(metrics.read_text())["test"]
+            summary += f"; EMOPIA test accuracy {test['accuracy']:.2f}, macro-F1 {test['macro_f1']:.2f}"
+    return {"name": name, "card_url": space_file_url(card_path), "card": card, "summary": summary}
+
+
+def strip_front_matter(card: str) -> str:
+    """A model card's Markdown without its YAML header (`---` ... `---`)."""
+    if card.startswith("---"):
+        end = card.find("\n---", 3)
+        if end != -1:
+            return card[end + 4 :].lstrip("\n")
+    return card
+
+
+def space_file_url(path: Path) -> str | None:
+    """The page of `path` in this Space's repo on the Hub, when the app runs on a Space (which sets `SPACE_ID`)
+    and the file is part of the Space's folder (the working directory a Space runs its app in); else None."""
+    space_id = os.environ.get("SPACE_ID")
+    if not space_id or not path.is_file():
+        return None
+    try:
+        relative = path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return None
+    return f"https://huggingface.co/spaces/{space_id}/blob/main/{relative.as_posix()}"
+
+
+def model_markdown(demo_model: DemoModel) -> str:
+    """The model's name, linked to its card when it has a page, and what it is: one line of Markdown."""
+    name = html.escape(demo_model.name)
+    text = f"[{name}]({demo_model.card_url})" if demo_model.card_url else f"`{name}`"
+    if demo_model.summary:
+        text += f" ({html.escape(demo_model.summary)})"
+    return text
 
 
 # ----------------------------------------------------------------------------------------------- the figures
@@ -342,7 +414,7 @@ def _summary(
 ) -> str:
     import soundfile
 
-    lines = [f"**Model:** {html.escape(demo_model.description)}"]
+    lines = [f"**Model:** {model_markdown(demo_model)}"]
     if audio_path:
         seconds = soundfile.info(audio_path).duration
         lines.append("**Audio:** " + _input_summary("audio", audio_path, seconds, max_seconds, False))
@@ -393,22 +465,30 @@ def write_examples(folder: str | Path | None = None) -> list[list[str | None]]:
     return rows
 
 
-def build_demo(model: str | None = None) -> Any:
+def build_demo(model: str | None = None, include_default: bool = True) -> Any:
     """The Gradio app (`gr.Blocks`): inputs, the predict button, the label, the three figures, the summary.
 
     Args:
-        model: a model folder or Hub id offered first in the model menu; the default model is always offered.
+        model: a model folder or Hub id offered first in the model menu.
+        include_default: also offer the default model (the embedded one, else an untrained tiny one); a Space
+            exported for one model (`poolingvq export-space --model`) offers that model alone.
     """
     import gradio as gr
 
-    default = get_model(None)
-    max_seconds = default.pipeline.feature_extractor.max_seconds
-    config = default.pipeline.model.config
-    models: dict[str, str | None] = {DEFAULT_MODEL_CHOICE: None}
+    models: dict[str, str | None] = {}
     if model is not None:
-        models = {str(model): str(model), **models}
-    notes = [f"**Default model:** {html.escape(default.description)}"]
-    if default.untrained:
+        models[str(model)] = str(model)
+    if include_default or model is None:
+        models[DEFAULT_MODEL_CHOICE] = None
+    loaded = {choice: get_model(value) for choice, value in models.items()}
+    first = next(iter(loaded.values()))
+    max_seconds = first.pipeline.feature_extractor.max_seconds
+    config = first.pipeline.model.config
+    notes = [
+        f"**{'Default model' if choice == DEFAULT_MODEL_CHOICE else 'Model'}:** {model_markdown(demo_model)}"
+        for choice, demo_model in loaded.items()
+    ]
+    if any(demo_model.untrained for demo_model in loaded.values()):
         notes.insert(
             0,
             "⚠️ **No trained model is embedded yet: the default model is UNTRAINED and its scores mean "
@@ -432,6 +512,10 @@ def build_demo(model: str | None = None) -> Any:
             f"{MAX_UPLOAD_SIZE.upper()}."
         )
         gr.Markdown("\n\n".join(notes), elem_id="model-note")
+        for demo_model in loaded.values():
+            if demo_model.card:
+                with gr.Accordion(f"Model card: {demo_model.name}", open=False):
+                    gr.Markdown(demo_model.card, elem_classes="model-card")
         with gr.Row():
             with gr.Column():
                 audio = gr.Audio(
@@ -443,7 +527,11 @@ def build_demo(model: str | None = None) -> Any:
                     label="MIDI file (.mid, .midi)",
                     elem_id="midi-input",
                 )
-                model_menu = gr.Dropdown(list(models), value=next(iter(models)), label="model")
+                model_menu = gr.Dropdown(
+                    [(loaded[choice].name, choice) for choice in models],
+                    value=next(iter(models)),
+                    label="model",
+                )
                 button = gr.Button("What does PoolingVQ hear?", variant="primary", elem_id="predict-button")
             with gr.Column():
                 label = gr.Label(num_top_classes=4, label="quadrant", elem_id="quadrant-label")

@@ -1,15 +1,21 @@
-"""The PoolingVQ Hugging Face Space: a thin launcher, the app itself is `poolingvq.demo` (shared with
-`poolingvq demo`), installed from requirements.txt.
+"""The PoolingVQ Space, written by `poolingvq export-space` (export again rather than edit).
 
-Set the Space variable POOLINGVQ_MODEL to a model folder or Hub id to offer it first in the model menu; without
-it the page runs the package's default model (the embedded one, else an untrained tiny model, which it says).
+The page is `poolingvq.demo`, from the copy of the package's code beside this file, so this Space and
+`poolingvq demo` run the same code. The Space variable POOLINGVQ_MODEL (a Hub repo id) replaces the model.
 """
 
 import os
+from pathlib import Path
 
 from poolingvq.demo import build_demo, launch_demo
 
-demo = build_demo(model=os.environ.get("POOLINGVQ_MODEL") or None)
+HERE = Path(__file__).resolve().parent
+EXPORTED_MODEL = None  # the model embedded in poolingvq/ beside this file
+
+demo = build_demo(
+    model=os.environ.get("POOLINGVQ_MODEL") or EXPORTED_MODEL,
+    include_default=EXPORTED_MODEL is None,  # an exported model is the page's only model
+)
 
 if __name__ == "__main__":
     # host=None: Gradio reads GRADIO_SERVER_NAME, which a Space sets to 0.0.0.0

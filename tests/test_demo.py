@@ -146,7 +146,7 @@ def test_a_model_folder_is_offered_and_used(tmp_path, pieces):
     PoolingVQProcessor.for_model(config).save_pretrained(tmp_path)
     label, *_, summary = predict_for_demo(None, str(pieces["midi"]), model=str(tmp_path))
     assert sum(label.values()) == pytest.approx(1.0, abs=1e-5)
-    assert f"**Model:** {tmp_path}" in summary
+    assert f"**Model:** `{tmp_path.name}`" in summary and str(tmp_path) not in summary  # named, not a path
     demo = build_demo(model=str(tmp_path))
     menu = next(block for block in demo.blocks.values() if isinstance(block, gr.Dropdown))
     assert [choice[1] for choice in menu.choices] == [str(tmp_path), "default"]
@@ -192,7 +192,34 @@ def test_space_folder_is_a_gradio_space():
     # the embedded model has no Hub id yet: the card must not name one it doesn't run
     assert "models" not in card
     requirements = (SPACE / "requirements.txt").read_text().split()
-    assert "poolingvq" in requirements and any(r.startswith("matplotlib") for r in requirements)
+    # poolingvq is not on PyPI: its code rides along in the folder (tests/test_space.py checks the rest)
+    assert not any(r.split("==")[0] == "poolingvq" for r in requirements)
+    assert (
+        any(r.startswith("matplotlib==") for r in requirements) and (SPACE / "poolingvq" / "demo.py").exists()
+    )
+
+
+@pytest.mark.skipif(embedded_model_dir() is None, reason="this version embeds no model")
+def test_the_page_names_the_model_and_links_its_card_not_a_server_path(monkeypatch, pieces):
+    from poolingvq import demo as demo_module
+    from poolingvq.predict import EMBEDDED_MODEL_DIR
+
+    def page_text(demo) -> str:
+        return "\n".join(str(block.value) for block in demo.blocks.values() if isinstance(block, gr.Markdown))
+
+    text = page_text(build_demo())
+    assert "**Default model:** `poolingvq-emopia`" in text and "EMOPIA test accuracy" in text
+    assert str(EMBEDDED_MODEL_DIR) not in text and str(REPO) not in text
+    card = (EMBEDDED_MODEL_DIR / "README.md").read_text()
+    assert card[card.index("\n# ") + 1 :].splitlines()[0] in text  # the card itself, in an accordion
+    *_, summary = predict_for_demo(None, str(pieces["midi"]))
+    assert "**Model:** `poolingvq-emopia`" in summary and str(REPO) not in summary
+    # on a Space (SPACE_ID set, the app's folder as working directory) the name links the card's page
+    monkeypatch.setenv("SPACE_ID", "me/poolingvq")
+    monkeypatch.chdir(EMBEDDED_MODEL_DIR.parents[2])
+    monkeypatch.setattr(demo_module, "_models", {})
+    url = "https://huggingface.co/spaces/me/poolingvq/blob/main/poolingvq/embedded/poolingvq-emopia/README.md"
+    assert f"[poolingvq-emopia]({url})" in page_text(build_demo())
 
 
 # ----------------------------------------------------------------------------------------------- a live server

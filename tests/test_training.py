@@ -75,10 +75,9 @@ def test_output_folder_is_a_documented_loadable_model(uninterrupted):
     output, metrics = uninterrupted
     card = (output / "README.md").read_text()
     front_matter = yaml.safe_load(card.split("---")[1])
-    assert (
-        front_matter["library_name"] == "transformers"
-        and front_matter["pipeline_tag"] == "audio-classification"
-    )
+    # audio-classification's pipeline cannot give the model its MIDI: the card does not claim it (test_publish.py)
+    assert front_matter["library_name"] == "transformers" and front_matter["pipeline_tag"] == "other"
+    assert front_matter["license"] == "cc-by-nc-sa-4.0" and "datasets" not in front_matter
     results = front_matter["model-index"][0]["results"]
     reported = {(r["dataset"]["split"], m["name"]): m["value"] for r in results for m in r["metrics"]}
     assert reported[("test", "Accuracy (test)")] == round(metrics["test"]["accuracy"], 4)
@@ -110,6 +109,47 @@ def test_resuming_from_a_mid_run_checkpoint_gives_the_same_result(uninterrupted,
     resumed = train(arguments(interrupted, cache_dir, resume=True))
     assert resumed["history"] == expected["history"]
     assert resumed["test"] == expected["test"] and resumed["best_epoch"] == expected["best_epoch"]
+
+
+@needs_emopia
+def test_train_push_to_hub_uploads_the_model_folder_not_its_checkpoints_or_logs(
+    tmp_path, cache_dir, monkeypatch
+):
+    """`train --push-to-hub`: the repo is created before training (a bad token fails early, as with
+    transformers.Trainer) and the model folder goes up when training ends, without checkpoints/, logs/ or the best
+    weights that stay beside it. huggingface_hub's network calls are replaced."""
+    from huggingface_hub import HfApi
+
+    from poolingvq.publish import model_files
+
+    calls, sent = [], {}
+
+    def create_repo(self, repo_id, **kwargs):
+        calls.append(("create_repo", repo_id, (output / "checkpoints").exists()))
+
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        calls.append(("upload_folder", repo_id, (output / "checkpoints").exists()))
+        sent.update({path.name: path.read_bytes() for path in Path(folder_path).iterdir()})
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    output = tmp_path / "run"
+    train(arguments(output, cache_dir, epochs=1, push_to_hub="me/poolingvq-tiny"))
+    assert calls == [
+        ("create_repo", "me/poolingvq-tiny", False),  # before the first checkpoint
+        ("create_repo", "me/poolingvq-tiny", True),  # once more (exist_ok) as the upload starts
+        ("upload_folder", "me/poolingvq-tiny", True),
+    ]
+    assert (output / "checkpoints").is_dir() and (output / "logs").is_dir()
+    assert (output / "best_trained_weights.safetensors").is_file()
+    assert sorted(sent) == model_files(output)
+    assert {"config.json", "model.safetensors", "processor_config.json", "README.md", "metrics.json"} <= set(
+        sent
+    )
+    assert not {"checkpoints", "logs", "best_trained_weights.safetensors"} & set(sent)
+    card = sent["README.md"].decode()
+    assert 'pipeline("music-emotion", model="me/poolingvq-tiny", trust_remote_code=True)' in card
+    assert "--push-to-hub" not in card  # re-running the training command does not publish again
 
 
 def test_a_pretrained_midi_encoder_replaces_the_presets(tmp_path):

@@ -31,12 +31,14 @@ def resolve_model_dir(
     revision: str | None = None,
     allow_patterns: str | Sequence[str] | None = None,
     flag: str | None = None,
+    repo_type: str = "model",
 ) -> Path:
     """A local file or folder as it is; else the folder of Hub repo `name_or_path` in huggingface_hub's cache,
     downloaded when it is not there yet (only the files matching `allow_patterns`, all of them by default).
 
     `revision` (a branch, tag or commit) pins the Hub snapshot; it means nothing for a local path and is refused
     there, rather than silently ignored. `flag` (e.g. `"--mert"`) only names the input in error messages.
+    `repo_type` is huggingface_hub's: `"dataset"` for `train --dataset-path` (a prepared dataset pushed to the Hub).
 
     Raises `PoolingVQInputError` with one line saying what went wrong (no such file, not a repo id, not on the
     Hub, not in the cache while offline, unknown revision...), so that the command line prints it without a
@@ -69,6 +71,7 @@ def resolve_model_dir(
     try:
         folder = snapshot_download(
             repo_id,
+            repo_type=repo_type,
             revision=revision,
             allow_patterns=list(allow_patterns)
             if isinstance(allow_patterns, (list, tuple))
@@ -79,9 +82,8 @@ def resolve_model_dir(
     except GatedRepoError:
         problem = "a gated Hub repo: accept its terms on huggingface.co, then `hf auth login`"
     except RepositoryNotFoundError:
-        problem = (
-            "no such file or folder here, nor a Hub repo of that name (or it is private: `hf auth login`)"
-        )
+        kind = "" if repo_type == "model" else f"{repo_type} "
+        problem = f"no such file or folder here, nor a Hub {kind}repo of that name (or it is private: `hf auth login`)"
     except LocalEntryNotFoundError:
         problem = _not_cached_problem(revision)
     except (HfHubHTTPError, OSError) as error:  # the Hub answered with an error, or the disk did

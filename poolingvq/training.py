@@ -49,6 +49,7 @@ from .errors_poolingvq import PoolingVQInputError
 from .hub import is_local, resolve_model_dir, source_record
 from .metrics.music_emotion.music_emotion import music_emotion_scores
 from .modeling_poolingvq import PoolingVQForMusicEmotion
+from .prepared_dataset import FILES_FOLDER, check_dataset_arguments, load_prepared_clips
 from .processing_poolingvq import PoolingVQProcessor
 from .quantization_poolingvq import POOLING_RULES
 from .weights import load_midibert
@@ -76,6 +77,16 @@ class TrainingArguments:
     )
     audio_dir: str | None = field(
         default=None, metadata={"help": "your audio, <id>.wav|flac|mp3 (else synthesized)"}
+    )
+    dataset_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "train on a prepared dataset instead of the raw release: prepare-dataset's --out folder or a "
+            "Hub dataset repo id of one; its splits, labels and recordings (--dataset and --config name it)"
+        },
+    )
+    dataset_revision: str | None = field(
+        default=None, metadata={"help": "Hub branch, tag or commit of --dataset-path (default: main)"}
     )
     model_init: str = field(
         default="paper",
@@ -237,6 +248,7 @@ def check_arguments(args: TrainingArguments) -> None:
             flag = "--" + name.replace("_", "-")
             wanted = "a whole number of at least 1" if least else "a whole number, 0 or more"
             raise PoolingVQInputError(flag, f"must be {wanted}, got {value!r}")
+    check_dataset_arguments(args.dataset_path, args.data_dir, args.audio_dir)
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -247,8 +259,23 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------------------------------------------- data
 
 
+def feature_cache_dir(args: TrainingArguments) -> Path:
+    """The feature cache's folder: `--cache-dir`, else `~/.cache/poolingvq/features`."""
+    return Path(args.cache_dir) if args.cache_dir else Path.home() / ".cache" / "poolingvq" / "features"
+
+
 def load_split_clips(args: TrainingArguments) -> dict[str, list[dict[str, Any]]]:
-    """The data set's official split as clips `{"id", "midi_path", "audio_path", "label"}` per split name."""
+    """The data set's official split as clips `{"id", "midi_path", "audio_path", "label"}` per split name: from
+    the raw release, or from the prepared dataset `--dataset-path` names (its splits, labels and recordings; its
+    MIDI and audio bytes become files in the feature cache's `dataset_files/`, see `prepared_dataset.py`)."""
+    if args.dataset_path is not None:
+        return load_prepared_clips(
+            args.dataset_path,
+            revision=args.dataset_revision,
+            dataset=args.dataset,
+            config=args.config,
+            files_dir=feature_cache_dir(args) / FILES_FOLDER,
+        )
     from dataset_scripts import EmopiaBuilder, VgmidiBuilder
 
     builder_class = {"emopia": EmopiaBuilder, "vgmidi": VgmidiBuilder}[args.dataset]
@@ -615,7 +642,7 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     clips["train"] = subset(clips["train"], args.max_train_samples, args.data_seed)
     for split in ("validation", "test"):
         clips[split] = subset(clips[split], args.max_eval_samples, args.data_seed)
-    cache = FeatureCache(args.cache_dir or Path.home() / ".cache" / "poolingvq" / "features")
+    cache = FeatureCache(feature_cache_dir(args))
     processor = PoolingVQProcessor.for_model(model.config, midi_mode=args.midi_mode, soundfont=args.soundfont)
     keys, labels = {}, {}
     extra_soundfonts = [path for path in (args.extra_soundfonts or "").split(",") if path]
@@ -960,6 +987,17 @@ def base_models(args: TrainingArguments, config: PoolingVQConfig) -> list[str]:
     return list(dict.fromkeys(repos))
 
 
+def audio_source(args: TrainingArguments) -> str:
+    """Where the card says the training audio came from: `--audio-dir`, the prepared dataset's recordings (where
+    it has them), or synthesis."""
+    synthesized = "synthesized from the MIDI with a General MIDI soundfont"
+    if args.audio_dir:
+        return "from " + args.audio_dir
+    if args.dataset_path:
+        return f"from the recordings of {args.dataset_path} where it has them, else {synthesized}"
+    return synthesized
+
+
 def write_model_card(
     folder: Path, args: TrainingArguments, metrics: dict[str, Any], config: PoolingVQConfig
 ) -> None:
@@ -1064,7 +1102,7 @@ or with the `poolingvq` package: `poolingvq predict --model {model_ref} song.mid
 
 ## Limits
 
-- Audio {"from " + args.audio_dir if args.audio_dir else "synthesized from the MIDI with a General MIDI soundfont"}:
+- Audio {audio_source(args)}:
   real recordings sound different; expect a drop on them.
 - {encoder_note(args, config)}; the metrics above hold only for this setting.
 - {dataset_name}'s test split is small ({test["count"]} clips): a few clips move the accuracy by several points.

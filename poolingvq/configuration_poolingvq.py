@@ -11,7 +11,7 @@ documents the choice and why; every such choice is a field, so an ablation is a 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
@@ -120,6 +120,7 @@ class MidiBertConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
+        check_field_types(self)
         self.cp_vocab_sizes = list(self.cp_vocab_sizes)
         self.cp_pad_token = list(self.cp_pad_token)
         if len(self.cp_vocab_sizes) != 4 or len(self.cp_pad_token) != 4:
@@ -186,6 +187,7 @@ class LogMelConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
+        check_field_types(self)
         if self.level not in ("clip_peak", "absolute"):
             raise ValueError(f"level={self.level!r}: choose 'clip_peak' or 'absolute'")
         if self.num_chroma_bins not in (0, 12, 24, 36):
@@ -199,9 +201,30 @@ class LogMelConfig(PreTrainedConfig):
         return self.num_mel_bins + self.num_chroma_bins + int(self.onset_strength) + keys
 
 
+#: The two kinds of audio encoder: `"mert"` (a transformers `HubertConfig`: MERT, or any HuBERT / wav2vec2-style
+#: conv + transformer stack) and `"logmel"` (a [`LogMelConfig`]).
+AUDIO_ENCODER_KINDS: tuple[str, ...] = ("mert", "logmel")
+
+
+def audio_encoder_kind(audio_config: PreTrainedConfig) -> str:
+    """`"logmel"` for a [`LogMelConfig`], else `"mert"`: by model type, not class, since remote code and the
+    package may each have registered their own copy of the class. Every question about the audio encoder
+    (its hop, its shortest input, whether padding changes its features, its name) starts here."""
+    return "logmel" if getattr(audio_config, "model_type", None) == LogMelConfig.model_type else "mert"
+
+
+def conv_receptive_field(conv_kernel: list[int], conv_stride: list[int]) -> int:
+    """Samples a stack of 1-D convolutions needs to give one output frame (400 for MERT's stack: 1/60 s)."""
+    field, hop = 1, 1
+    for kernel, stride in zip(conv_kernel, conv_stride, strict=True):
+        field += (kernel - 1) * hop
+        hop *= stride
+    return field
+
+
 def frame_hop(audio_config: PreTrainedConfig) -> int:
     """Samples per encoder frame: the conv strides' product for MERT/HuBERT, `hop_length` for log-mel."""
-    if hasattr(audio_config, "hop_length"):
+    if audio_encoder_kind(audio_config) == "logmel":
         return int(audio_config.hop_length)
     hop = 1
     for stride in audio_config.conv_stride:
@@ -209,9 +232,23 @@ def frame_hop(audio_config: PreTrainedConfig) -> int:
     return hop
 
 
-PoolingMode = Literal["poolingvq", "avg", "max", "none"]
-Modalities = Literal["audio+midi", "audio", "midi"]
-WeightedPooling = Literal["code_frequency", "triangular"]
+def check_field_types(config: PreTrainedConfig, names: tuple[str, ...] | None = None) -> None:
+    """Refuse a field declared `int`, `float`, `bool` or `str` that holds another type (as a hand-edited
+    config.json can: `"codebook_size": "abc"`), naming the field; otherwise the first comparison with it fails
+    with a TypeError that says nothing of where the value came from. An int is a float; a bool is not a number."""
+    expected = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+    annotations = {name: str(kind) for name, kind in vars(type(config)).get("__annotations__", {}).items()}
+    for name in names if names is not None else tuple(annotations):
+        kinds = expected.get(str(annotations.get(name)))
+        if kinds is None or not hasattr(config, name):
+            continue
+        value = getattr(config, name)
+        wrong = not isinstance(value, kinds) or (kinds != (bool,) and isinstance(value, bool))
+        if wrong:
+            raise ValueError(
+                f"{type(config).__name__}.{name} must be {annotations[name]}, got {value!r} "
+                f"({type(value).__name__})"
+            )
 
 
 class PoolingVQConfig(PreTrainedConfig):
@@ -327,6 +364,7 @@ class PoolingVQConfig(PreTrainedConfig):
         self._check()
 
     def _check(self) -> None:
+        check_field_types(self)
         choices = {
             "pooling": ("poolingvq", "avg", "max", "none"),
             "modalities": ("audio+midi", "audio", "midi"),
@@ -371,7 +409,52 @@ class PoolingVQConfig(PreTrainedConfig):
     @property
     def audio_frame_rate(self) -> float:
         """Encoder frames per second: the sampling rate over the samples per frame (75 for MERT and log-mel)."""
-        return self.audio_sampling_rate / frame_hop(self.audio_config)
+        return self.audio_sampling_rate / self.audio_frame_hop
+
+    @property
+    def audio_encoder_kind(self) -> str:
+        """`"mert"` (a `HubertConfig`: MERT or another conv + transformer stack) or `"logmel"` (a
+        [`LogMelConfig`]): the one answer to "which audio encoder is this?" that the model, the pipeline, the
+        feature cache, training and the provenance records all read."""
+        return audio_encoder_kind(self.audio_config)
+
+    @property
+    def audio_frame_hop(self) -> int:
+        """Samples per encoder frame (320 for MERT's conv stack and for log-mel's hop)."""
+        return frame_hop(self.audio_config)
+
+    @property
+    def audio_min_samples(self) -> int:
+        """The shortest waveform the audio encoder gives a frame for: MERT's conv stack fails on fewer samples than
+        its receptive field (400), and log-mel's first frame would be mostly padding below one hop."""
+        if self.audio_encoder_kind == "logmel":
+            return int(self.audio_config.hop_length)
+        return conv_receptive_field(self.audio_config.conv_kernel, self.audio_config.conv_stride)
+
+    @property
+    def audio_padding_changes_features(self) -> bool:
+        """Whether zero padding a waveform changes its features, so that clips of unequal length must not share
+        a forward pass. True for MERT (`feat_extract_norm="group"`, as wav2vec2-base): its first conv layer
+        normalises each channel over the whole padded input. False for a layer-normalised conv stack and for
+        log-mel, whose centred STFT pads with zeros and whose frames are masked: a clip gets the same frames
+        alone as padded in a batch."""
+        if self.audio_encoder_kind == "logmel":
+            return False
+        return getattr(self.audio_config, "feat_extract_norm", "group") == "group"
+
+    @property
+    def audio_hears_absolute_level(self) -> bool:
+        """Whether the audio encoder measures loudness against full scale (`LogMelConfig(level="absolute")`), so
+        waveforms must keep their level and synthesis the performance's."""
+        return self.audio_encoder_kind == "logmel" and self.audio_config.level == "absolute"
+
+    @property
+    def audio_encoder_description(self) -> str:
+        """The audio encoder in a few words, for model cards: its mel bins and hop, or its layers and width."""
+        audio = self.audio_config
+        if self.audio_encoder_kind == "logmel":
+            return f"log-mel ({audio.num_mel_bins} bins, hop {audio.hop_length})"
+        return f"{audio.num_hidden_layers} x {audio.hidden_size}"
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> PoolingVQConfig:
@@ -424,10 +507,14 @@ AutoConfig.register(LogMelConfig.model_type, LogMelConfig, exist_ok=True)
 AutoConfig.register(MidiBertConfig.model_type, MidiBertConfig, exist_ok=True)
 
 __all__ = [
+    "AUDIO_ENCODER_KINDS",
     "LogMelConfig",
     "MidiBertConfig",
     "PoolingVQConfig",
     "QUADRANT_LABELS",
     "QUADRANT_MEANINGS",
+    "audio_encoder_kind",
+    "check_field_types",
+    "conv_receptive_field",
     "frame_hop",
 ]

@@ -33,12 +33,14 @@ one token sequence per piece. The first `max_midi_rows` rows (default 1, the row
 fine-tuning classified) are encoded row by row and their real tokens concatenated into one [L, D] sequence;
 the fusion has no position embedding, so it reads a longer sequence as it reads a shorter one.
 
-Audio batching. MERT's conv front end (`feat_extract_norm="group"`, as in wav2vec2-base) normalises each
-channel over the whole *padded* input, so padding a short clip changes its features (by O(1) on a tiny model)
-and they would depend on which clips shared its batch. With such an encoder only clips of exactly the same
-length share a forward pass (60-s crops all do); with a layer-normalised front end clips are padded together
-as usual. MIDI rows are always batched, cut to the batch's longest real row: padding is masked and MIDI-BERT's
-positions are relative, so the cut changes nothing but the cost.
+One path. Features are computed by the model's `encode_audio` and `encode_midi`, the same calls the pipeline
+makes, on the same inputs (the processor's feature extractor and tokenizer, the kept MIDI rows joined as the
+processor joins them): what training reads is what the pipeline computes for the same file. `encode_audio`
+encodes only clips of exactly the same length together when padding would change their features (MERT's
+group-normalised conv front end normalises over the whole padded input: `config.audio_padding_changes_features`;
+60-s crops all share one pass) and pads otherwise (log-mel). `encode_midi` batches MIDI rows, cut to the
+batch's longest real row: padding is masked and MIDI-BERT's positions are relative, so the cut changes nothing
+but the cost.
 
 Training then reads the cache through [`CachedFeatureDataset`] and [`collate_cached_features`], whose batches
 are exactly the feature keyword arguments of `PoolingVQForMusicEmotion.forward`, and starts the codebook from
@@ -75,7 +77,7 @@ from .feature_extraction_poolingvq import PoolingVQFeatureExtractor, load_audio
 from .modeling_poolingvq import FeatureStandardization, PoolingVQForMusicEmotion
 from .quantization_poolingvq import PoolingVQQuantizer
 from .synthesis_poolingvq import synthesize_midi
-from .tokenization_poolingvq import CPMidiTokenizer
+from .tokenization_poolingvq import CPMidiTokenizer, join_rows
 
 logger = logging.getLogger(__name__)
 
@@ -557,7 +559,9 @@ def extract_features(
         my_jobs, feature_extractor, tokenizer, max_midi_rows, synthesis_kwargs or {}
     )
     loader = DataLoader(preparation, batch_size=batch_size, num_workers=num_workers, collate_fn=_as_list)
-    computed, failures = _encode_and_store(model, loader, feature_extractor, cache, on_batch_stored)
+    computed, failures = _encode_and_store(
+        model, loader, feature_extractor, tokenizer.max_length, cache, on_batch_stored
+    )
 
     if num_processes > 1:
         from accelerate.utils import gather_object
@@ -589,6 +593,7 @@ def _encode_and_store(
     model: PoolingVQForMusicEmotion,
     loader: DataLoader,
     feature_extractor: PoolingVQFeatureExtractor,
+    row_length: int,
     cache: FeatureCache,
     on_batch_stored: Callable[[list[str]], None] | None,
 ) -> tuple[list[str], list[ClipFailure]]:
@@ -616,7 +621,7 @@ def _encode_and_store(
                     if prepared.error is not None:
                         failures.append(ClipFailure(prepared.clip_id, prepared.key, prepared.error))
                 ready = [prepared for prepared in batch if prepared.error is None]
-                encoded = _encode_batch(model, ready, feature_extractor)
+                encoded = _encode_batch(model, ready, feature_extractor, row_length)
                 if pending is not None:
                     finish_pending_writes()
                 pending = writer.submit(_store_batch, cache, ready, encoded)
@@ -629,13 +634,16 @@ def _encode_and_store(
 
 
 def _encode_batch(
-    model: PoolingVQForMusicEmotion, batch: list[_PreparedClip], feature_extractor: PoolingVQFeatureExtractor
+    model: PoolingVQForMusicEmotion,
+    batch: list[_PreparedClip],
+    feature_extractor: PoolingVQFeatureExtractor,
+    row_length: int,
 ) -> list[dict[str, torch.Tensor]]:
     """Each clip's unpadded features, fp16 on the CPU: `{"audio": [T_i, D], "midi": [L_i, D]}`."""
     if not batch:
         return []
     audio = _encode_audio(model, [prepared.waveform for prepared in batch], feature_extractor)
-    midi = _encode_midi(model, [prepared.tokens for prepared in batch])
+    midi = _encode_midi(model, [prepared.tokens for prepared in batch], row_length)
     return [
         {"audio": clip_audio, "midi": clip_midi} for clip_audio, clip_midi in zip(audio, midi, strict=True)
     ]
@@ -669,49 +677,32 @@ def _store_batch(
 def _encode_audio(
     model: PoolingVQForMusicEmotion, waveforms: list[np.ndarray], feature_extractor: PoolingVQFeatureExtractor
 ) -> list[torch.Tensor]:
-    """Waveforms [S_i] -> fp16 features [T_i, D] on the CPU, each as if it had been encoded alone."""
-    if _padding_changes_audio_features(model):
-        groups: dict[int, list[int]] = {}
-        for index, waveform in enumerate(waveforms):
-            groups.setdefault(len(waveform), []).append(index)
-        index_groups = list(groups.values())
-    else:
-        index_groups = [list(range(len(waveforms)))]
-    features: list[torch.Tensor | None] = [None] * len(waveforms)
-    for indices in index_groups:
-        inputs = feature_extractor(
-            [waveforms[index] for index in indices],
-            sampling_rate=feature_extractor.sampling_rate,
-            return_tensors="pt",
-        )
-        # the model's device and dtype: the audio encoder may be a plain module (the log-mel front end)
-        values = inputs["input_values"].to(model.device, dtype=model.dtype)
-        sample_mask = inputs["attention_mask"].to(model.device)
-        frames, frame_mask = model.get_audio_features(values, sample_mask)
-        frames, frame_mask = frames.to(torch.float16).cpu(), frame_mask.cpu()  # one conversion per pass
-        for row, index in enumerate(indices):
-            features[index] = frames[row][frame_mask[row]]
-    return features
+    """Waveforms [S_i] -> fp16 features [T_i, D] on the CPU, each as if it had been encoded alone.
+
+    The batch is padded as the pipeline's collation pads it, and encoded by the model's own `encode_audio`, which
+    groups clips by length where padding would change the features: the cache stores what the pipeline computes.
+    """
+    inputs = feature_extractor(waveforms, sampling_rate=feature_extractor.sampling_rate, return_tensors="pt")
+    frames, frame_mask = model.encode_audio(inputs["input_values"], inputs["attention_mask"])
+    frames, frame_mask = frames.to(torch.float16).cpu(), frame_mask.cpu()  # one conversion per pass
+    return [frames[row][frame_mask[row]] for row in range(len(waveforms))]
 
 
-def _padding_changes_audio_features(model: PoolingVQForMusicEmotion) -> bool:
-    """True for a GroupNorm conv front end (MERT, wav2vec2-base): its statistics span the padded input."""
-    return getattr(model.config.audio_config, "feat_extract_norm", "group") == "group"
+def _encode_midi(
+    model: PoolingVQForMusicEmotion, token_rows: list[np.ndarray], row_length: int
+) -> list[torch.Tensor]:
+    """Token rows [N_i, L, 4] -> fp16 features [l_i, D] on the CPU: each clip's real tokens, row after row.
 
-
-def _encode_midi(model: PoolingVQForMusicEmotion, token_rows: list[np.ndarray]) -> list[torch.Tensor]:
-    """Token rows [N_i, L, 4] -> fp16 features [l_i, D] on the CPU: each clip's real tokens, row after row."""
-    tokens = torch.from_numpy(np.concatenate(token_rows))  # [R, L, 4]
-    mask = tokens[..., 0] != model.config.midi_config.cp_pad_token[0]  # [R, L]
-    longest = int(mask.sum(-1).max())
-    device = model.device
-    features, _ = model.get_midi_features(tokens[:, :longest].to(device), mask[:, :longest].to(device))
-    features, mask = features.to(torch.float16).cpu(), mask[:, :longest]
-    row_ends = np.cumsum([len(rows) for rows in token_rows])
-    return [
-        features[end - len(rows) : end][mask[end - len(rows) : end]]
-        for rows, end in zip(token_rows, row_ends, strict=True)
-    ]
+    The rows are joined as the processor joins them (`join_rows`) and read back row by row by the model's own
+    `encode_midi`, the pipeline's way.
+    """
+    pieces = [torch.from_numpy(join_rows(rows)) for rows in token_rows]
+    tokens = pad_sequence(pieces, batch_first=True)  # [B, T, 4]; encode_midi masks the padding
+    lengths = torch.tensor([len(piece) for piece in pieces])
+    mask = torch.arange(tokens.shape[1])[None, :] < lengths[:, None]
+    features, mask = model.encode_midi(tokens, mask, row_length=row_length)
+    features, mask = features.to(torch.float16).cpu(), mask.cpu()
+    return [features[row][mask[row]] for row in range(len(pieces))]
 
 
 # --------------------------------------------------------------------------------------------- training data

@@ -9,8 +9,9 @@ CP tokens [B, L, 4] --MIDI-BERT (frozen)------> tokens [B, L, 768] -------------
     stage 2: MIDI queries audio'                 -> midi'  [B, L, H] -> masked mean [B, H] -> linear -> 4 logits
 ```
 
-Training usually runs on the frozen encoders' cached features: `forward` accepts them in place of raw inputs,
-and `get_audio_features` / `get_midi_features` compute exactly what the cache stores.
+Training usually runs on the frozen encoders' cached features: `forward` accepts them in place of raw inputs.
+`encode_audio` and `encode_midi` are the one way from model inputs to those features: the pipeline, `forward` on
+raw inputs and the feature cache all call them, so training reads exactly what the pipeline computes.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from transformers import HubertModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .configuration_poolingvq import LogMelConfig, PoolingVQConfig
+from .configuration_poolingvq import PoolingVQConfig
 from .logmel_poolingvq import LogMelEncoder
 from .midibert_poolingvq import MidiBertModel
 from .quantization_poolingvq import PoolingVQQuantizer
@@ -324,8 +325,7 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
 
     def __init__(self, config: PoolingVQConfig) -> None:
         super().__init__(config)
-        # by model type, not class: remote code and the package may each have registered their own copy
-        if config.audio_config.model_type == LogMelConfig.model_type:
+        if config.audio_encoder_kind == "logmel":
             self.audio_encoder = LogMelEncoder(config.audio_config)
         else:
             self.audio_encoder = HubertModel(config.audio_config)
@@ -410,6 +410,88 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
         features = out.last_hidden_state if layer == -1 else out.hidden_states[layer]
         return features, midi_attention_mask.bool()
 
+    def encode_audio(
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The audio features of a padded batch of waveforms, each clip's as if it had been encoded alone.
+
+        The one path from waveforms to audio features (pipeline, `forward`, feature cache). When padding would
+        change the features (`config.audio_padding_changes_features`: MERT's group-normalised conv front end
+        normalises over the whole padded input) only clips of exactly the same length share an encoder pass,
+        unpadded (one pass in all when every clip is cropped to the same 60 s), and the features are padded
+        afterwards; otherwise (log-mel) the batch is encoded as it is, in one pass.
+
+        Args:
+            input_values: `[B, S]` waveforms at the encoder's rate, right-padded (`PoolingVQFeatureExtractor`).
+            attention_mask: `[B, S]`, 1 on real samples (default: all real).
+        Returns:
+            features `[B, T, D]` and their mask `[B, T]` (bool).
+        """
+        input_values = input_values.to(self.device, dtype=self.dtype)
+        if attention_mask is None:
+            attention_mask = torch.ones(input_values.shape, dtype=torch.long, device=self.device)
+        attention_mask = attention_mask.to(self.device)
+        if not self.config.audio_padding_changes_features:
+            return self.get_audio_features(input_values, attention_mask)
+        lengths = attention_mask.sum(-1)
+        groups = [(int(length), (lengths == length).nonzero()[:, 0]) for length in lengths.unique()]
+        encoded = [
+            self.get_audio_features(input_values[index, :length], attention_mask[index, :length])
+            for length, index in groups
+        ]
+        frames = max(group_features.shape[1] for group_features, _ in encoded)
+        first = encoded[0][0]
+        features = first.new_zeros(input_values.shape[0], frames, first.shape[-1])
+        features_mask = torch.zeros(input_values.shape[0], frames, dtype=torch.bool, device=first.device)
+        for (_, index), (group_features, group_mask) in zip(groups, encoded, strict=True):
+            features[index, : group_features.shape[1]] = group_features
+            features_mask[index, : group_mask.shape[1]] = group_mask
+        return features, features_mask
+
+    def encode_midi(
+        self,
+        midi_input_ids: torch.Tensor,
+        midi_attention_mask: torch.Tensor | None = None,
+        row_length: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The MIDI features of each piece's tokens, read by MIDI-BERT in rows of `row_length` tokens.
+
+        The one way MIDI rows are taken (pipeline, `forward`, feature cache). MIDI-BERT reads at most 512 tokens at
+        a time (its relative positions span no more), while the fusion reads one sequence per piece: a piece's
+        tokens `[L, 4]`, real ones first (a long piece's kept rows one after another, as the processor and the
+        cache give them), are cut into rows of `row_length`, every row holding a real token is encoded (all in one
+        pass, cut to the longest real row: padding is masked and positions are relative, so the cut changes only
+        the cost), and the rows' features are put back in place. A piece of one row is read as it always was.
+
+        Args:
+            midi_input_ids: `[B, L, 4]` CP tokens, real tokens first.
+            midi_attention_mask: `[B, L]`, 1 on real tokens (default: Bar != PAD).
+            row_length: tokens per MIDI-BERT row (default `config.max_midi_tokens`, the tokenizer's row length).
+        Returns:
+            features `[B, L, D]` (zero on padding) and their mask `[B, L]` (bool).
+        """
+        pad = torch.tensor(self.config.midi_config.cp_pad_token, device=self.device)
+        midi_input_ids = midi_input_ids.to(self.device)
+        if midi_attention_mask is None:
+            midi_attention_mask = midi_input_ids[..., 0] != pad[0]
+        mask = midi_attention_mask.to(self.device).bool()
+        row_length = row_length or self.config.max_midi_tokens
+        batch, length = mask.shape
+        rows = -(-length // row_length)
+        # padding positions hold the pad token, whatever the caller padded with (the pipeline's collation pads
+        # with 0): masked, they change nothing, and the rows are then the exact tensors the tokenizer gave
+        ids = torch.where(mask[..., None], midi_input_ids, pad)
+        extra = rows * row_length - length
+        ids = torch.cat([ids, pad.expand(batch, extra, 4)], dim=1).reshape(batch * rows, row_length, 4)
+        row_mask = torch.cat([mask, mask.new_zeros(batch, extra)], dim=1).reshape(batch * rows, row_length)
+        used = row_mask.any(-1).nonzero()[:, 0]
+        longest = max(int(row_mask[used].sum(-1).max()), 1) if len(used) else 1
+        encoded, _ = self.get_midi_features(ids[used, :longest], row_mask[used, :longest])
+        features = encoded.new_zeros(batch * rows, row_length, encoded.shape[-1])
+        features[used, :longest] = encoded * row_mask[used, :longest, None]
+        features = features.reshape(batch, rows * row_length, -1)[:, :length]
+        return features, mask
+
     def forward(
         self,
         input_values: torch.Tensor | None = None,
@@ -429,9 +511,9 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
         Args:
             input_values: `[B, S]` 24 kHz waveform, with `attention_mask` `[B, S]`.
             midi_input_ids: `[B, L, 4]` CP tokens, with `midi_attention_mask` `[B, L]`.
-            audio_features: `[B, T, D]` precomputed by `get_audio_features` (replaces `input_values`), with
+            audio_features: `[B, T, D]` precomputed by `encode_audio` (replaces `input_values`), with
                 `audio_features_mask` `[B, T]`.
-            midi_features: `[B, L, D]` precomputed by `get_midi_features`, with `midi_features_mask` `[B, L]`.
+            midi_features: `[B, L, D]` precomputed by `encode_midi`, with `midi_features_mask` `[B, L]`.
             labels: `[B]` quadrant indices 0..3.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -445,12 +527,12 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
             has_audio, has_midi = self.fusion.uses_audio, self.fusion.uses_midi
         if self.fusion.uses_audio and has_audio:
             audio, audio_mask = features_or_encoded(
-                audio_features, audio_features_mask, input_values, attention_mask, self.get_audio_features,
+                audio_features, audio_features_mask, input_values, attention_mask, self.encode_audio,
                 "audio: pass `input_values` (a waveform) or `audio_features`",
             )  # fmt: skip
         if self.fusion.uses_midi and has_midi:
             midi, midi_mask = features_or_encoded(
-                midi_features, midi_features_mask, midi_input_ids, midi_attention_mask, self.get_midi_features,
+                midi_features, midi_features_mask, midi_input_ids, midi_attention_mask, self.encode_midi,
                 "MIDI: pass `midi_input_ids` (CP tokens) or `midi_features`",
             )  # fmt: skip
 

@@ -32,10 +32,11 @@ from typing import Any
 import torch
 from transformers import Pipeline
 
+from .configuration_poolingvq import conv_receptive_field
 from .errors_poolingvq import PoolingVQInputError
 from .quantization_poolingvq import POOLING_RULES
+from .tokenization_poolingvq import MIDI_SUFFIXES
 
-MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 DETAIL_KEYS = ("codes", "window_rules", "audio_lengths", "pooled_lengths", "midi_lengths")
 
 
@@ -182,15 +183,6 @@ def split_input(inputs: Any) -> tuple[Any, Any]:
     return audio, midi
 
 
-def conv_receptive_field(conv_kernel: list[int], conv_stride: list[int]) -> int:
-    """Samples a stack of 1-D convolutions needs to give one output frame (400 for MERT's stack: 1/60 s)."""
-    field, hop = 1, 1
-    for kernel, stride in zip(conv_kernel, conv_stride, strict=True):
-        field += (kernel - 1) * hop
-        hop *= stride
-    return field
-
-
 def heard(model_outputs: dict[str, torch.Tensor]) -> str:
     """What the model answered from, in words: "audio and MIDI", "MIDI, with audio synthesized from it", "audio
     only (no MIDI)" or "MIDI only"."""
@@ -295,11 +287,7 @@ class MusicEmotionPipeline(Pipeline):
     def _check_audio_length(self, samples: int, source: Any) -> None:
         """Refuse audio shorter than one encoder frame: MERT's conv stack would fail on it with a RuntimeError, and
         the log-mel front end would give a frame mostly made of padding."""
-        audio_config = self.model.config.audio_config
-        if hasattr(audio_config, "conv_kernel"):
-            shortest = conv_receptive_field(audio_config.conv_kernel, audio_config.conv_stride)
-        else:  # log-mel: one hop
-            shortest = audio_config.hop_length
+        shortest = self.model.config.audio_min_samples
         if samples < shortest:
             rate = self.processor.sampling_rate
             raise PoolingVQInputError(
@@ -312,41 +300,18 @@ class MusicEmotionPipeline(Pipeline):
         model = self.model
         feed: dict[str, torch.Tensor] = {}
         if "input_values" in model_inputs:
-            feed["audio_features"], feed["audio_features_mask"] = self._audio_features(
+            # the model's one path from waveforms to features, which the feature cache takes too
+            feed["audio_features"], feed["audio_features_mask"] = model.encode_audio(
                 model_inputs["input_values"], model_inputs["attention_mask"]
             )
         if "midi_input_ids" in model_inputs:
-            feed["midi_input_ids"] = model_inputs["midi_input_ids"]
-            feed["midi_attention_mask"] = model_inputs["midi_attention_mask"]
+            feed["midi_features"], feed["midi_features_mask"] = model.encode_midi(
+                model_inputs["midi_input_ids"], model_inputs["midi_attention_mask"]
+            )
         output = model(**feed)
         result = {"logits": output.logits, "audio_synthesized": model_inputs["audio_synthesized"]}
         result.update({key: output[key] for key in DETAIL_KEYS if output.get(key) is not None})
         return result
-
-    def _audio_features(
-        self, waveforms: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The audio encoder's features, encoding together only clips of equal length.
-
-        MERT normalises its first conv layer over time (group norm), so zero padding would change a shorter
-        clip's features: clips are encoded unpadded, one call per distinct length (one call in all when the clips
-        are cropped to the same 60 s), and the features padded afterwards.
-        """
-        lengths = mask.sum(-1)
-        groups = [(int(length), (lengths == length).nonzero()[:, 0]) for length in lengths.unique()]
-        encoded = {
-            length: self.model.get_audio_features(waveforms[index, :length].to(self.model.dtype))
-            for length, index in groups
-        }
-        frames = max(features.shape[1] for features, _ in encoded.values())
-        first = next(iter(encoded.values()))[0]
-        features = first.new_zeros(waveforms.shape[0], frames, first.shape[-1])
-        features_mask = torch.zeros(waveforms.shape[0], frames, dtype=torch.bool, device=first.device)
-        for length, index in groups:
-            group_features, group_mask = encoded[length]
-            features[index, : group_features.shape[1]] = group_features
-            features_mask[index, : group_mask.shape[1]] = group_mask
-        return features, features_mask
 
     def postprocess(
         self, model_outputs: dict[str, torch.Tensor], top_k: int | None = None, return_details: bool = False

@@ -18,7 +18,7 @@ from transformers import BatchFeature, ProcessorMixin
 
 from .feature_extraction_poolingvq import PoolingVQFeatureExtractor
 from .synthesis_poolingvq import synthesize_midi
-from .tokenization_poolingvq import PAD_TOKEN, CPMidiTokenizer
+from .tokenization_poolingvq import PAD_TOKEN, CPMidiTokenizer, join_rows
 
 
 class PoolingVQProcessor(ProcessorMixin):
@@ -28,8 +28,10 @@ class PoolingVQProcessor(ProcessorMixin):
         feature_extractor: a [`PoolingVQFeatureExtractor`].
         midi_mode: `"midibert"` (the tokens MIDI-BERT's weights saw) or `"rescaled"`.
         midi_max_length: tokens per MIDI row (512).
-        midi_max_rows: rows of a long MIDI that are kept. The model reads one row per piece; the first row is
-            the piece's start, which is also what the audio crop keeps (its first `max_seconds`).
+        midi_max_rows: rows of `midi_max_length` tokens kept of a long MIDI (1: the piece's start, which is also
+            what the audio crop keeps, its first `max_seconds`). The kept rows' tokens are joined into one
+            sequence per piece (`join_rows`), which the model reads back row by row (`encode_midi`), as the
+            feature cache does.
         soundfont: `.sf2` used to synthesize audio for MIDI-only inputs (None: the General MIDI soundfont
             that pretty_midi's wheel carries).
         synthesis_level: `level` of [`synthesize_midi`]: `"peak"` (every clip at -1 dBFS) or `"velocity"` (the
@@ -59,7 +61,7 @@ class PoolingVQProcessor(ProcessorMixin):
         """The processor matching a `PoolingVQConfig`: its sampling rate, audio crop and MIDI row length, and, for
         an audio encoder that hears absolute loudness (`LogMelConfig(level="absolute")`), waveforms left at their
         level and synthesis at the performance's level."""
-        absolute = getattr(config.audio_config, "level", None) == "absolute"
+        absolute = config.audio_hears_absolute_level
         feature_extractor = PoolingVQFeatureExtractor(
             sampling_rate=config.audio_sampling_rate,
             max_seconds=config.max_audio_seconds,
@@ -104,8 +106,9 @@ class PoolingVQProcessor(ProcessorMixin):
 
         Returns:
             `BatchFeature` with `input_values` [B, S] and `attention_mask` [B, S] (audio), `midi_input_ids`
-            [B, L, 4] and `midi_attention_mask` [B, L] (MIDI; L = the longest real token count of the batch, as
-            padding only costs attention time), for whichever modalities were given.
+            [B, L, 4] and `midi_attention_mask` [B, L] (MIDI: each piece's kept rows joined, real tokens first; L
+            = the longest real token count of the batch, as padding only costs attention time), for whichever
+            modalities were given.
         """
         if audio is None and midi is None:
             raise ValueError("give `audio`, `midi` or both")
@@ -124,12 +127,14 @@ class PoolingVQProcessor(ProcessorMixin):
             data["input_values"] = features["input_values"]
             data["attention_mask"] = features["attention_mask"]
         if midi_list is not None:
-            rows = [self.tokenize_midi(m)[0] for m in midi_list]  # one row per piece: [L, 4]
-            tokens = np.stack(rows)
-            mask = tokens[..., 0] != PAD_TOKEN[0]
-            longest = max(int(mask.sum(-1).max()), 1)
-            data["midi_input_ids"] = tokens[:, :longest]
-            data["midi_attention_mask"] = mask[:, :longest].astype(np.int64)
+            pieces = [join_rows(self.tokenize_midi(m)) for m in midi_list]  # each [T_i, 4]
+            longest = max(max(len(piece) for piece in pieces), 1)
+            tokens = np.empty((len(pieces), longest, 4), dtype=np.int64)
+            tokens[:] = PAD_TOKEN
+            for row, piece in zip(tokens, pieces, strict=True):
+                row[: len(piece)] = piece
+            data["midi_input_ids"] = tokens
+            data["midi_attention_mask"] = (tokens[..., 0] != PAD_TOKEN[0]).astype(np.int64)
         return BatchFeature(data, tensor_type=return_tensors)
 
 

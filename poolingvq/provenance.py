@@ -41,7 +41,7 @@ def encoder_weights(config: Any) -> dict[str, dict[str, Any]]:
     """The record of each encoder of a `PoolingVQConfig`; a log-mel front end is always `{"kind": "none"}`."""
     recorded = getattr(config, ATTRIBUTE, None) or {}
     records = {name: dict(recorded.get(name) or {"kind": "unknown"}) for name in ENCODERS}
-    if getattr(config.audio_config, "model_type", None) == "poolingvq_logmel":
+    if config.audio_encoder_kind == "logmel":
         records["audio"] = {"kind": "none", "weights": "log-mel front end (no learned weights)"}
     return records
 

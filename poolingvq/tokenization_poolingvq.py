@@ -245,6 +245,16 @@ def split_into_rows(tokens: np.ndarray, max_length: int) -> np.ndarray:
     return rows.reshape(num_rows, max_length, 4)
 
 
+def join_rows(rows: np.ndarray) -> np.ndarray:
+    """int64 [N, L, 4] rows -> [T, 4]: their real tokens one after another, the piece's first T tokens.
+
+    How a piece's kept rows become the one token sequence the model reads, for the processor and the feature
+    cache alike; `PoolingVQForMusicEmotion.encode_midi` cuts it back into rows of L for MIDI-BERT.
+    """
+    rows = np.asarray(rows)
+    return rows.reshape(-1, 4)[rows.reshape(-1, 4)[:, 0] != BAR_PAD]
+
+
 def merged_notes(score: symusic.Score, source: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pitched notes of every non-drum track, in MIDI-BERT's order; int64 start, duration, pitch [T].
 
@@ -401,6 +411,7 @@ __all__ = [
     "MIDI_SUFFIXES",
     "PAD_TOKEN",
     "TOKENIZER_MODES",
+    "join_rows",
     "load_score",
     "merged_notes",
     "parse_midi_bytes",

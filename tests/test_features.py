@@ -417,6 +417,94 @@ def test_collated_cached_features_give_the_raw_input_logits(clips, tmp_path):
             torch.testing.assert_close(output.logits[index], raw[0], atol=2e-3, rtol=0)
 
 
+class Recorder:
+    """Wraps one of the model's encode methods and keeps what each call returned (per row: the real positions)."""
+
+    def __init__(self, method) -> None:
+        self.method, self.rows = method, []
+
+    def __call__(self, *args, **kwargs):
+        features, mask = self.method(*args, **kwargs)
+        self.rows += [row[row_mask].float().cpu() for row, row_mask in zip(features, mask, strict=True)]
+        return features, mask
+
+
+@pytest.mark.parametrize("kind", ["mert", "logmel"])
+def test_the_cache_holds_what_the_pipeline_computes_for_the_same_file(clips, tmp_path, monkeypatch, kind):
+    """Training reads what the pipeline computes: for a clip with its own recording, a clip synthesized from its
+    MIDI and a shorter one, the features the cache computes (and stores, in fp16) are those the pipeline computes
+    for the same files, each alone and all in one batch of clips of unequal lengths."""
+    from transformers import pipeline
+
+    from poolingvq.pipeline_music_emotion import MusicEmotionPipeline
+    from poolingvq.processing_poolingvq import PoolingVQProcessor
+
+    overrides = {"max_midi_tokens": 8}  # rows of 8 tokens: the 12-note clips' two kept rows are read as two
+    if kind == "logmel":  # the offline model's front end: absolute level, chroma, onsets, key profiles
+        overrides["audio_config"] = {
+            "model_type": "poolingvq_logmel",
+            "num_mel_bins": 40,
+            "level": "absolute",
+            "num_chroma_bins": 12,
+            "onset_strength": True,
+            "key_profile_seconds": 1.0,
+        }
+    model = tiny_model(**overrides)
+    assert model.config.audio_encoder_kind == kind
+    processor = PoolingVQProcessor.for_model(model.config, midi_max_rows=2)
+    chosen = [
+        clips[-1],
+        clips[0],
+        clips[1],
+    ]  # 1.2 s recorded, 3 s synthesized (cropped to 2 s), ~1 s synthesized
+    inputs = [
+        {"audio": clip["audio_path"], "midi": clip["midi_path"]}
+        if clip.get("audio_path")
+        else clip["midi_path"]
+        for clip in chosen
+    ]
+
+    # the cache, filled as training fills it: all three clips in one batch
+    audio_calls, midi_calls = Recorder(model.encode_audio), Recorder(model.encode_midi)
+    monkeypatch.setattr(model, "encode_audio", audio_calls)
+    monkeypatch.setattr(model, "encode_midi", midi_calls)
+    cache = FeatureCache(tmp_path / "cache")
+    result = extract_features(
+        model,
+        chosen,
+        cache,
+        batch_size=len(chosen),
+        feature_extractor=processor.feature_extractor,
+        tokenizer=processor.midi_tokenizer,
+        max_midi_rows=processor.midi_max_rows,
+        synthesis_kwargs={"level": processor.synthesis_level},
+    )
+    assert result.failures == [] and len(audio_calls.rows) == len(midi_calls.rows) == len(chosen)
+    cached_audio, cached_midi = audio_calls.rows, midi_calls.rows
+    assert len({len(frames) for frames in cached_audio}) == len(chosen)  # three lengths in one batch
+    assert [len(tokens) for tokens in cached_midi] == [5, 12, 4]  # both rows of a 12-note clip
+
+    # the pipeline, on each file alone and on all of them in one batch
+    classify = pipeline(
+        "music-emotion", model=model, processor=processor, pipeline_class=MusicEmotionPipeline
+    )
+    runs = {}
+    for name, batch_size in (("alone", 1), ("batched", len(chosen))):
+        audio_calls.rows, midi_calls.rows = [], []
+        classify(inputs, batch_size=batch_size)
+        runs[name] = (audio_calls.rows, midi_calls.rows)
+
+    for index, key in enumerate(result.keys):
+        entry = cache.get(key)
+        for name, (audio, midi) in runs.items():
+            message = f"{kind}, clip {chosen[index]['id']}, pipeline {name}"
+            torch.testing.assert_close(cached_audio[index], audio[index], atol=1e-5, rtol=0, msg=message)
+            torch.testing.assert_close(cached_midi[index], midi[index], atol=1e-5, rtol=0, msg=message)
+            # what is stored is the same features rounded to fp16
+            torch.testing.assert_close(entry.audio, audio[index].half(), atol=1e-5, rtol=2**-10, msg=message)
+            torch.testing.assert_close(entry.midi, midi[index].half(), atol=1e-5, rtol=2**-10, msg=message)
+
+
 def test_dataset_reports_a_missing_entry_clearly(tmp_path):
     dataset = CachedFeatureDataset(FeatureCache(tmp_path), ["abc123"])
     with pytest.raises(KeyError, match="run extract_features"):

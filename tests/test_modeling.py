@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -57,8 +58,9 @@ def test_forward_shapes_and_loss(inputs):
 
 def test_cached_features_give_the_same_logits(inputs):
     model = tiny_model()
-    audio, audio_mask = model.get_audio_features(inputs["input_values"], inputs["attention_mask"])
-    midi, midi_mask = model.get_midi_features(inputs["midi_input_ids"])
+    # the model's one path from inputs to features, which the feature cache and the pipeline take
+    audio, audio_mask = model.encode_audio(inputs["input_values"], inputs["attention_mask"])
+    midi, midi_mask = model.encode_midi(inputs["midi_input_ids"])
     assert audio.shape == (2, 74, 32) and audio_mask.sum(-1).tolist() == [74, 46]
     assert midi.shape == (2, 24, 32) and midi_mask.sum(-1).tolist() == [24, 18]
     from_raw = model(**inputs).logits
@@ -90,6 +92,62 @@ def test_padded_batch_gives_each_item_its_own_logits():
     for b in range(2):
         alone = model(audio_features=audio[b][None], midi_features=midi[b][None]).logits
         torch.testing.assert_close(batched[b], alone[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["mert", "logmel"])
+def test_encode_audio_gives_each_clip_of_a_padded_batch_its_features_alone(kind):
+    # MERT's group norm spans the padded input, so padding would change a shorter clip's features: encode_audio
+    # groups clips by length; log-mel is padding-exact and is encoded padded, in one pass
+    audio_config = {"model_type": "poolingvq_logmel", "num_mel_bins": 40} if kind == "logmel" else None
+    model = tiny_model(**({"audio_config": audio_config} if audio_config else {}))
+    assert model.config.audio_encoder_kind == kind
+    assert model.config.audio_padding_changes_features == (kind == "mert")
+    generator = torch.Generator().manual_seed(3)
+    clips = [torch.randn(n, generator=generator) for n in (24000, 15000, 24000)]
+    batch = torch.nn.utils.rnn.pad_sequence(clips, batch_first=True)
+    mask = torch.arange(24000)[None] < torch.tensor([len(c) for c in clips])[:, None]
+    features, features_mask = model.encode_audio(batch, mask.long())
+    for row, clip in enumerate(clips):
+        alone, _ = model.get_audio_features(clip[None])
+        assert int(features_mask[row].sum()) == alone.shape[1]
+        torch.testing.assert_close(features[row, : alone.shape[1]], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_encode_midi_reads_a_long_piece_row_by_row():
+    # a piece's kept rows, joined, are cut back into rows of max_midi_tokens, each read by MIDI-BERT alone
+    model = tiny_model(max_midi_tokens=8)
+    generator = torch.Generator().manual_seed(4)
+    tokens = random_cp_tokens(2, 20, generator)
+    mask = torch.arange(20)[None] < torch.tensor([[20], [5]])
+    features, features_mask = model.encode_midi(tokens, mask)
+    assert features_mask.sum(-1).tolist() == [20, 5]
+    rows = [model.get_midi_features(tokens[:1, start : start + 8])[0][0] for start in (0, 8, 16)]
+    torch.testing.assert_close(features[0], torch.cat(rows), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        features[1, :5], model.get_midi_features(tokens[1:, :5])[0][0], atol=1e-5, rtol=1e-5
+    )
+    assert (features[1, 5:] == 0).all()
+
+
+def test_a_config_field_of_the_wrong_type_is_named(tmp_path):
+    # Issue 11, failure 6: `"codebook_size": "abc"` in config.json gave a TypeError that named no field
+    tiny_model().config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    cases = [
+        ({"codebook_size": "abc"}, "PoolingVQConfig.codebook_size must be int, got 'abc'"),
+        ({"window_size": 7.5}, "PoolingVQConfig.window_size must be int, got 7.5"),
+        ({"vq_loss_weight": "1"}, "PoolingVQConfig.vq_loss_weight must be float, got '1'"),
+        ({"fused_pooling": "no"}, "PoolingVQConfig.fused_pooling must be bool, got 'no'"),
+        (
+            {"midi_config": {**saved["midi_config"], "hidden_size": "32"}},
+            "MidiBertConfig.hidden_size must be int",
+        ),
+    ]
+    for change, message in cases:
+        (tmp_path / "config.json").write_text(json.dumps({**saved, **change}))
+        with pytest.raises(ValueError, match=re.escape(message)):
+            PoolingVQConfig.from_pretrained(tmp_path)
+    assert PoolingVQConfig(max_audio_seconds=30).max_audio_seconds == 30  # an int is a float
 
 
 def test_encoders_are_frozen_and_stay_in_eval_mode(inputs):

@@ -189,6 +189,14 @@ class TrainingArguments:
     max_audio_seconds: float | None = field(
         default=None, metadata={"help": "audio crop (default: the preset's 60 s)"}
     )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "any PoolingVQConfig field, key=value pairs separated by commas (e.g. window_size=7,"
+            "codebook_size=32,audio_feature_layers=[4,6]), checked against the config's fields and types, on top "
+            "of --model-init's config; a field given here and by its own flag must agree"
+        },
+    )
     midi_mode: str = field(
         default="midibert", metadata={"help": "CP grid: midibert (for MIDI-BERT's weights) or rescaled"}
     )
@@ -209,16 +217,111 @@ class TrainingArguments:
     )
     hub_private_repo: bool = field(default=False, metadata={"help": "create the --push-to-hub repo private"})
 
-    def config_overrides(self) -> dict[str, Any]:
-        overrides = {
-            "pooling": self.pooling,
-            "modalities": self.modalities,
-            "codebook_size": self.codebook_size,
-            "fusion_readout": self.fusion_readout,
-            "modality_dropout": self.modality_dropout,
-            "max_audio_seconds": self.max_audio_seconds,
-        }
-        return {key: value for key, value in overrides.items() if value is not None}
+    def model_config_overrides(self) -> dict[str, Any]:
+        """The model-config fields this run sets: the explicit flags (`--pooling`, `--codebook-size`...) and
+        `--config-overrides`, which must agree where they both set a field."""
+        flags = {name: getattr(self, name) for name in CONFIG_FLAGS if getattr(self, name) is not None}
+        overrides = parse_config_overrides(self.config_overrides)
+        for name in flags.keys() & overrides.keys():
+            if flags[name] != overrides[name]:
+                flag = "--" + name.replace("_", "-")
+                raise PoolingVQInputError(
+                    "--config-overrides",
+                    f"sets {name}={overrides[name]!r}, but {flag} says {flags[name]!r}: give it once",
+                )
+        return {**flags, **overrides}
+
+
+#: TrainingArguments fields that set the PoolingVQConfig field of the same name (flags kept from before
+#: `--config-overrides`, which sets any field).
+CONFIG_FLAGS = (
+    "pooling",
+    "modalities",
+    "codebook_size",
+    "fusion_readout",
+    "modality_dropout",
+    "max_audio_seconds",
+)
+#: PoolingVQConfig fields `--config-overrides` does not set: the encoders' sub-configs (they come with
+#: --model-init / --midi-encoder, with their weights) and the label texts.
+NOT_OVERRIDABLE = frozenset({"audio_config", "midi_config", "label_meanings"})
+
+
+def config_field_types() -> dict[str, str]:
+    """PoolingVQConfig's own fields and their annotations as written (`"int"`, `"float"`, `"list[int] | None"`)."""
+    return {
+        name: str(kind)
+        for name, kind in vars(PoolingVQConfig).get("__annotations__", {}).items()
+        if not str(kind).startswith("ClassVar")
+    }
+
+
+def split_top_level(text: str) -> list[str]:
+    """`text` split at the commas outside brackets, braces and quotes (`a=1,b=[1,2]` -> `a=1`, `b=[1,2]`)."""
+    parts, depth, quote, start = [], 0, None, 0
+    for index, character in enumerate(text):
+        if quote:
+            quote = None if character == quote else quote
+        elif character in "\"'":
+            quote = character
+        elif character in "[{(":
+            depth += 1
+        elif character in "]})":
+            depth -= 1
+        elif character == "," and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    parts.append(text[start:])
+    return [part.strip() for part in parts if part.strip()]
+
+
+def parse_config_overrides(text: str | None) -> dict[str, Any]:
+    """`--config-overrides key=value,...` -> `{field: value}`, each key a PoolingVQConfig field and each value of
+    its type (`run_clm`'s `--config_overrides`, type-checked): an int field takes `7`, a float `0.3` or `1e-4`, a
+    bool `true` / `false`, a string the text itself, an optional list `[4,6]` or `none`. Anything else is refused
+    in one line naming the field, before a model is built."""
+    if not text:
+        return {}
+    types = config_field_types()
+    overrides: dict[str, Any] = {}
+    for item in split_top_level(text):
+        name, equals, value = (part.strip() for part in item.partition("="))
+        if not equals or not name:
+            raise PoolingVQInputError("--config-overrides", f"{item!r} is not key=value")
+        if name not in types or name in NOT_OVERRIDABLE:
+            settable = sorted(set(types) - NOT_OVERRIDABLE)
+            raise PoolingVQInputError(
+                "--config-overrides",
+                f"{name!r} is not a PoolingVQConfig field it can set; those are {settable}",
+            )
+        if name in overrides:
+            raise PoolingVQInputError("--config-overrides", f"{name} is given twice")
+        overrides[name] = _config_value(name, types[name], value)
+    return overrides
+
+
+def _config_value(name: str, kind: str, text: str) -> Any:
+    """`text` as a value of the annotation `kind`; PoolingVQInputError naming the field when it is not one."""
+    optional = kind.endswith("| None")
+    base = kind.removesuffix("| None").strip()
+    if optional and text.lower() in ("none", "null"):
+        return None
+    try:
+        if base == "int":
+            return int(text)
+        if base == "float":
+            return float(text)
+        if base == "bool":
+            return {"true": True, "false": False, "1": True, "0": False}[text.lower()]
+        if base == "str":
+            return text.strip("\"'")
+        if base == "list[int]":
+            value = json.loads(text)
+            if isinstance(value, list) and all(type(item) is int for item in value):
+                return value
+    except (ValueError, KeyError):
+        pass
+    raise PoolingVQInputError("--config-overrides", f"{name}={text!r}: {name} must be {kind}")
 
 
 #: Fields that count something and must be at least 1 (None, where allowed, means "all" / "the preset's").
@@ -332,12 +435,19 @@ def init_config(args: TrainingArguments, midi_config: MidiBertConfig | None = No
     (and `midi_config` when `--midi-encoder` replaces the MIDI encoder), with the record of where each encoder's
     weights come from (`provenance.py`): a preset's are random, a folder's are what its config.json says, and
     `--midi-encoder`'s are that folder or checkpoint."""
-    overrides = args.config_overrides()
+    overrides = args.model_config_overrides()
     if midi_config is not None:
         overrides["midi_config"] = midi_config.to_dict()
     folder = model_init_dir(args)
+    try:
+        if folder is None:
+            config = PoolingVQConfig.from_preset(args.model_init, **overrides)
+        else:
+            config = PoolingVQConfig.from_pretrained(folder, **overrides)
+    except ValueError as error:  # a value the config refuses (window_stride > window_size...): one line
+        flag = "--config-overrides" if args.config_overrides else f"--model-init {args.model_init}"
+        raise PoolingVQInputError(flag, str(error)) from error
     if folder is None:
-        config = PoolingVQConfig.from_preset(args.model_init, **overrides)
         provenance.set_encoder_weights(
             config,
             **{
@@ -346,8 +456,6 @@ def init_config(args: TrainingArguments, midi_config: MidiBertConfig | None = No
                 if record["kind"] != "none"  # the log-mel front end has no weights to draw
             },
         )
-    else:
-        config = PoolingVQConfig.from_pretrained(folder, **overrides)
     if args.midi_encoder is not None:
         path = resolve_model_dir(args.midi_encoder, args.midi_encoder_revision, flag="--midi-encoder")
         provenance.set_encoder_weights(
@@ -417,7 +525,7 @@ def build_model(args: TrainingArguments) -> PoolingVQForMusicEmotion:
 
 def planned_pooling(args: TrainingArguments) -> str:
     """The pooling the run will use, known before the model is built."""
-    return args.pooling if args.pooling is not None else init_config(args).pooling
+    return args.model_config_overrides().get("pooling") or init_config(args).pooling
 
 
 def make_optimizer(model: PoolingVQForMusicEmotion, args: TrainingArguments) -> torch.optim.Adam:
@@ -917,9 +1025,8 @@ def _tensorboard_available() -> bool:
 
 
 def encoder_shape(encoder_config: Any) -> str:
-    """`layers x width` of a transformer encoder's config; the mel bins of the log-mel front end."""
-    if getattr(encoder_config, "model_type", None) == "poolingvq_logmel":
-        return f"log-mel ({encoder_config.num_mel_bins} bins, hop {encoder_config.hop_length})"
+    """`layers x width` of a transformer encoder's config (the audio encoder describes itself:
+    `PoolingVQConfig.audio_encoder_description`)."""
     return f"{encoder_config.num_hidden_layers} x {encoder_config.hidden_size}"
 
 
@@ -1071,7 +1178,7 @@ trained with the paper's recipe on [{dataset_name}]({homepage})'s `{args.config}
 | test (evaluated once) | {test["count"]} | {test["accuracy"]:.3f} | {test["macro_f1"]:.3f} |
 
 Configuration: pooling `{config.pooling}`, modalities `{config.modalities}`, codebook size {config.codebook_size},
-audio encoder {encoder_shape(config.audio_config)}, MIDI encoder {encoder_shape(config.midi_config)}
+audio encoder {config.audio_encoder_description}, MIDI encoder {encoder_shape(config.midi_config)}
 (initialised from `{args.model_init}`), fusion read-out `{config.fusion_readout}`.
 
 Encoder weights: {encoder_lines}

@@ -116,6 +116,11 @@ def test_a_finished_run_is_reused_only_with_the_same_arguments(tmp_path):
     )
     assert finished_run(replace(arguments, data_dir=str(tmp_path))) is None
     assert finished_run(replace(arguments, save_model=True)) is None  # a model is asked for and absent
+    # a run recorded before --config-overrides existed is read back; one with other overrides is not
+    recorded = {key: value for key, value in asdict(arguments).items() if key != "config_overrides"}
+    (tmp_path / "metrics.json").write_text(json.dumps({"test": {"accuracy": 0.5}, "arguments": recorded}))
+    assert finished_run(arguments)["test"]["accuracy"] == 0.5
+    assert finished_run(replace(arguments, config_overrides="window_size=7")) is None
 
 
 def test_variants_must_belong_to_the_suite(tmp_path):

@@ -257,6 +257,57 @@ def test_train_refuses_counts_that_make_no_run(tmp_path, capsys, flags, expected
     assert not (tmp_path / "out").exists()
 
 
+def test_config_overrides_set_any_config_field_checked_against_its_type(tmp_path, capsys):
+    # Issue 11: TrainingArguments copied five config fields by hand, so window_size could not be set
+    from poolingvq.cli import main
+    from poolingvq.training import init_config, parse_config_overrides
+
+    assert parse_config_overrides(
+        "window_size=7, codebook_size=32,audio_feature_layers=[1,2],fused_pooling=false"
+    ) == {
+        "window_size": 7,
+        "codebook_size": 32,
+        "audio_feature_layers": [1, 2],
+        "fused_pooling": False,
+    }
+    assert parse_config_overrides(None) == {} and parse_config_overrides("audio_feature_layers=none") == {
+        "audio_feature_layers": None
+    }
+    config = init_config(
+        TrainingArguments(
+            model_init="tiny", pooling="avg", config_overrides="window_size=7,window_stride=2,codebook_size=8"
+        )
+    )
+    assert (config.window_size, config.window_stride, config.codebook_size, config.pooling) == (
+        7,
+        2,
+        8,
+        "avg",
+    )
+    # the explicit flags keep working, and agree with an override of the same field or are refused
+    assert init_config(TrainingArguments(model_init="tiny", codebook_size=8)).codebook_size == 8
+    same = TrainingArguments(model_init="tiny", codebook_size=8, config_overrides="codebook_size=8")
+    assert init_config(same).codebook_size == 8
+
+    argv = ["train", "--model-init", "tiny", "--allow-random-encoders", "--output-dir", str(tmp_path / "out")]
+    refused = {
+        "codebook_size=abc": "--config-overrides: codebook_size='abc': codebook_size must be int",
+        "window_size=7.5": "--config-overrides: window_size='7.5': window_size must be int",
+        "windowsize=7": "--config-overrides: 'windowsize' is not a PoolingVQConfig field",
+        "audio_config={}": "--config-overrides: 'audio_config' is not a PoolingVQConfig field it can set",
+        "window_size": "--config-overrides: 'window_size' is not key=value",
+        "window_stride=9": "--config-overrides: window_stride must be in [1, window_size]: 9, 5",
+        "pooling=median": "--config-overrides: pooling='median': choose one of",
+    }
+    for text, expected in refused.items():
+        assert main([*argv, "--data-dir", str(tmp_path / "no-data"), "--config-overrides", text]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"poolingvq train: {expected}"), (text, lines)
+    assert main([*argv, "--codebook-size", "16", "--config-overrides", "codebook_size=8"]) == 2
+    assert "but --codebook-size says 16: give it once" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_checkpoints_are_written_whole(tmp_path):
     # Issue 11: a checkpoint is saved into a hidden sibling and renamed into place, so a run killed while saving
     # leaves the earlier checkpoints as they were; a killed run's partial checkpoint is pruned with the old ones.

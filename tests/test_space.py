@@ -5,6 +5,7 @@ only its requirements.txt runs its app.py, which answers a gradio_client call wi
 from __future__ import annotations
 
 import filecmp
+import importlib.util
 import os
 import re
 import shutil
@@ -100,6 +101,14 @@ def test_exports_for_a_local_folder_and_a_hub_repo(tmp_path):
     card = metadata_load(tmp_path / "local" / "README.md")
     assert card["license"] == "cc-by-nc-sa-4.0" and "models" not in card
     assert "EXPORTED_MODEL = str(HERE / 'models/my-model')" in (tmp_path / "local" / "app.py").read_text()
+    # its app offers that model alone (no untrained default beside it), named by its folder
+    import gradio as gr
+
+    spec = importlib.util.spec_from_file_location("exported_space_app", tmp_path / "local" / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    menu = next(block for block in app.demo.blocks.values() if isinstance(block, gr.Dropdown))
+    assert menu.choices == [("my-model", str(tmp_path / "local" / "models" / "my-model"))]
 
     files = export_space(tmp_path / "hub", "me/poolingvq-emopia")
     assert not any(name.startswith("models/") or "embedded" in name for name in files)

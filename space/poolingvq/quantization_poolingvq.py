@@ -477,16 +477,10 @@ class PoolingVQQuantizer(nn.Module):
         )
 
 
-def compression_ratio(output: PoolingVQOutput, frame_lengths: torch.Tensor) -> float:
-    """Frames in over windows out, over the batch (about 3 for window 5 / stride 3)."""
-    return float(frame_lengths.sum()) / max(float(output.pooled_lengths.sum()), 1.0)
-
-
 __all__ = [
     "POOLING_RULES",
     "PoolingVQOutput",
     "PoolingVQQuantizer",
-    "compression_ratio",
     "cosine_kmeans",
     "num_windows",
     "pool_windows",

@@ -208,13 +208,21 @@ def test_predict_json_and_csv_match_the_pipeline(model_dir, pieces_dir, capsys):
     files = [str(pieces_dir / "one.mid"), str(pieces_dir / "one.wav"), str(pieces_dir / "two.mid")]
     assert main(["predict", *files, "--model", str(model_dir), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert [set(piece) for piece in printed["pieces"]] == [{"audio", "midi", "scores"}, {"midi", "scores"}]
+    assert [set(piece) for piece in printed["pieces"]] == [
+        {"audio", "midi", "scores", "heard"},
+        {"midi", "scores", "heard"},
+    ]
     assert printed["pieces"][0]["scores"] == pytest.approx(expected)
+    assert [piece["heard"] for piece in printed["pieces"]] == [
+        "audio and MIDI",
+        "MIDI, with audio synthesized from it",
+    ]
 
     assert main(["predict", *files, "--model", str(model_dir), "--csv", "--top-k", "1"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert list(rows[0]) == ["audio", "midi", "label_1", "score_1", "error"]
+    assert list(rows[0]) == ["audio", "midi", "label_1", "score_1", "heard", "error"]
     assert rows[0]["label_1"] == expected[0]["label"] and rows[1]["audio"] == "" and rows[1]["error"] == ""
+    assert rows[1]["heard"] == "MIDI, with audio synthesized from it"
     assert float(rows[0]["score_1"]) == pytest.approx(expected[0]["score"], abs=1e-6)
 
 

@@ -129,7 +129,16 @@ def finished_run(arguments: TrainingArguments) -> dict[str, Any] | None:
 
 #: TrainingArguments fields that may name a file or folder: compared as the place they resolve to, so that
 #: `../shared/data/emopia` and `/work/shared/data/emopia` are the same argument (from the current directory)
-PATH_FIELDS = ("data_dir", "audio_dir", "model_init", "output_dir", "midi_encoder", "cache_dir", "soundfont")
+PATH_FIELDS = (
+    "data_dir",
+    "audio_dir",
+    "dataset_path",
+    "model_init",
+    "output_dir",
+    "midi_encoder",
+    "cache_dir",
+    "soundfont",
+)
 
 
 #: TrainingArguments fields that change how a run is shown, allowed or published, never its result

@@ -4,6 +4,7 @@ its splits, its labels and its recordings (`Audio(decode=False)`), the MIDI of c
 from __future__ import annotations
 
 import csv
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -263,3 +264,33 @@ def test_a_tiny_model_trains_end_to_end_on_a_prepared_emopia_dataset(tmp_path: P
     # the recordings were decoded by the package's front end from the files their bytes were written to
     written = sorted(path.name for path in (cache / "dataset_files").rglob("*.wav"))
     assert len(written) == 2
+
+
+def test_an_experiment_suite_runs_on_a_prepared_dataset_and_reads_its_runs_back(
+    tmp_path: Path, recorded: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`poolingvq experiment --dataset-path DIR`: each run trains on the dataset; a rerun from another directory
+    (the path given relative) finds the runs done, not trained again."""
+    from poolingvq import experiments
+
+    prepared, _ = recorded
+    base = arguments(
+        dataset_path=str(prepared),
+        allow_random_encoders=True,
+        output_dir=str(tmp_path / "suite"),
+        cache_dir=str(tmp_path / "features"),
+        epochs=1,
+        batch_size=2,
+        midi_mode="rescaled",
+        max_audio_seconds=2.0,
+        progress=False,
+    )
+    result = experiments.run_suite(base, "table1", seeds=1)
+    assert [run["variant"] for run in result["runs"]] == ["all"]
+    metrics = (tmp_path / "suite" / "all" / "seed_42" / "metrics.json").read_text()
+    assert '"train_clips": 3' in metrics
+
+    monkeypatch.chdir(prepared.parent)
+    monkeypatch.setattr(experiments, "train", lambda arguments: pytest.fail("trained again"))
+    again = experiments.run_suite(dataclasses.replace(base, dataset_path=prepared.name), "table1", seeds=1)
+    assert again["runs"] == result["runs"]

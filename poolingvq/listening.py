@@ -104,12 +104,12 @@ def cue_responses(
     plus the piece count.
     """
     originals = [load_score(midi) for midi in midis]
-    base = [probabilities(classify(score.dumps_midi())) for score in originals]
+    base = [probabilities(classify({"midi": score.dumps_midi()})) for score in originals]
     base_arousal = np.array([sum(p[label] for label in HIGH_AROUSAL) for p in base])
     base_answer = [max(p, key=p.get) for p in base]
     figures: dict[str, Any] = {"pieces": len(originals)}
     for name in variants:
-        changed = [probabilities(classify(VARIANTS[name](score).dumps_midi())) for score in originals]
+        changed = [probabilities(classify({"midi": VARIANTS[name](score).dumps_midi()})) for score in originals]
         arousal = np.array([sum(p[label] for label in HIGH_AROUSAL) for p in changed])
         same = np.array([max(p, key=p.get) == answer for p, answer in zip(changed, base_answer, strict=True)])
         change = arousal - base_arousal

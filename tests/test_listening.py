@@ -251,8 +251,8 @@ def test_variants_change_one_thing_each(tmp_path: Path) -> None:
 def test_cue_responses_measure_the_direction_of_change(tmp_path: Path) -> None:
     """A stand-in classifier that hears only loudness (the mean velocity) answers louder -> Q2, softer -> Q3."""
 
-    def classify(midi: bytes) -> list[dict]:
-        velocity = np.mean([note.velocity for track in load_score(midi).tracks for note in track.notes])
+    def classify(piece: dict) -> list[dict]:
+        velocity = np.mean([note.velocity for track in load_score(piece["midi"]).tracks for note in track.notes])
         arousal = float(np.clip((velocity - 20) / 100, 0, 1))
         return [
             {"label": "Q2", "score": arousal},

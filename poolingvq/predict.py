@@ -66,7 +66,13 @@ def load_pipeline(
             )
         except PoolingVQInputError:
             raise
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except TypeError as error:
+            if "unknown argument" in str(error):  # the caller's misspelt option, not the folder's fault
+                raise
+            raise PoolingVQInputError(
+                "--model", f"{folder} is not a PoolingVQ model folder that loads ({error})"
+            ) from error
+        except (OSError, ValueError, KeyError) as error:
             if model is None:  # the embedded model is the package's own: its failure is a bug, not the user's
                 raise
             # A folder without weights, with a broken or foreign config.json...: transformers' long traceback

@@ -133,7 +133,9 @@ def command_line(arguments: dict[str, Any], program: str) -> str:
 
 
 def verdict(value: float, target: float) -> str:
-    return "reached" if value >= target else f"not reached ({value - target:+.3f})"
+    return (
+        f"reached ({value:.4f})" if value >= target else f"not reached ({value:.4f}, {value - target:+.4f})"
+    )
 
 
 def seed_rows(summary: dict[str, Any]) -> list[str]:
@@ -268,16 +270,15 @@ def model_card(folder: Path) -> str:
         f"{label} {score:.2f}" for label, score in through_pipeline["per_class_f1"].items()
     )
     arguments = TrainingArguments(**metrics["arguments"])
-    command = "poolingvq train " + " ".join(
-        "DATA/emopia"
-        if flag == arguments.data_dir
-        else "OUT"
-        if flag == arguments.output_dir
-        else "CACHE"
-        if flag == arguments.cache_dir
-        else flag
-        for flag in training_flags(arguments)
-    )
+    command = "poolingvq train " + " ".join(training_flags(arguments))
+    for path, placeholder in (
+        (arguments.data_dir, "DATA/emopia"),
+        (arguments.output_dir, "OUT"),
+        (arguments.cache_dir, "CACHE"),
+        (arguments.midi_encoder, "MIDI_ENCODER"),
+    ):
+        if path:  # the machine's own paths give way to placeholders
+            command = command.replace(str(path), placeholder)
     return f"""---
 {card_data.to_yaml()}
 ---

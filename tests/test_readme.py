@@ -34,3 +34,4 @@ def test_readme_usage_example_runs(tmp_path, monkeypatch):
     assert Path(classify.model.name_or_path) == EMBEDDED_MODEL_DIR
     scores = classify({"audio": "song.mp3", "midi": "song.mid"})
     assert abs(sum(s["score"] for s in scores) - 1) < 1e-5
+    assert classify("song.mp3", return_details=True)["heard"] == "audio only (no MIDI)"

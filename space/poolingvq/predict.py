@@ -66,7 +66,13 @@ def load_pipeline(
             )
         except PoolingVQInputError:
             raise
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except TypeError as error:
+            if "unknown argument" in str(error):  # the caller's misspelt option, not the folder's fault
+                raise
+            raise PoolingVQInputError(
+                "--model", f"{folder} is not a PoolingVQ model folder that loads ({error})"
+            ) from error
+        except (OSError, ValueError, KeyError) as error:
             if model is None:  # the embedded model is the package's own: its failure is a bug, not the user's
                 raise
             # A folder without weights, with a broken or foreign config.json...: transformers' long traceback
@@ -185,6 +191,7 @@ class Result:
     scores: list[dict[str, Any]] | None = None
     error: str | None = None
     input_error: bool = False
+    heard: str | None = None  # what the model answered from, e.g. "audio only (no MIDI)"
 
 
 def classify_pieces(classify: Any, pieces: Sequence[Piece], top_k: int | None = None) -> list[Result]:
@@ -194,7 +201,8 @@ def classify_pieces(classify: Any, pieces: Sequence[Piece], top_k: int | None = 
     results = []
     for piece in pieces:
         try:
-            results.append(Result(piece, scores=classify(piece.inputs(), top_k=top_k)))
+            details = classify(piece.inputs(), top_k=top_k, return_details=True)
+            results.append(Result(piece, scores=details["scores"], heard=details.get("heard")))
         except (PoolingVQInputError, RuntimeError) as error:  # the file's fault, or non-finite scores
             message = str(error)
             if not any(path in message for path in piece.inputs().values()):
@@ -207,7 +215,10 @@ def print_rows(results: Sequence[Result], description: str, output: str, meaning
     """One row per piece: a table (with the best quadrant's meaning), JSON, or CSV (`label_1, score_1, ...`)."""
     if output == "json":
         pieces = [
-            {**r.piece.inputs(), **({"scores": r.scores} if r.error is None else {"error": r.error})}
+            {
+                **r.piece.inputs(),
+                **({"scores": r.scores, "heard": r.heard} if r.error is None else {"error": r.error}),
+            }
             for r in results
         ]
         print(json.dumps({"model": description, "pieces": pieces}, indent=2))
@@ -218,12 +229,12 @@ def print_rows(results: Sequence[Result], description: str, output: str, meaning
         header = ["audio", "midi"]
         for rank in range(1, ranks + 1):
             header += [f"label_{rank}", f"score_{rank}"]
-        writer.writerow([*header, "error"])
+        writer.writerow([*header, "heard", "error"])
         for r in results:
             row = [r.piece.audio or "", r.piece.midi or ""]
             for rank in range(ranks):
                 row += [r.scores[rank]["label"], f"{r.scores[rank]['score']:.6f}"] if r.scores else ["", ""]
-            writer.writerow([*row, r.error or ""])
+            writer.writerow([*row, r.heard or "", r.error or ""])
         return
     print(f"model: {description}")
     width = max(len("piece"), *(len(r.piece.name) for r in results))
@@ -233,7 +244,8 @@ def print_rows(results: Sequence[Result], description: str, output: str, meaning
             print(f"{r.piece.name:<{width}}  failed (the error is on stderr)")
             continue
         ranked = "  ".join(f"{s['label']} {s['score']:.3f}" for s in r.scores)
-        print(f"{r.piece.name:<{width}}  {ranked}  ({meanings.get(r.scores[0]['label'], '')})")
+        heard = f"; heard {r.heard}" if r.heard else ""
+        print(f"{r.piece.name:<{width}}  {ranked}  ({meanings.get(r.scores[0]['label'], '')}{heard})")
 
 
 def predict_command(args: argparse.Namespace) -> int:
@@ -275,17 +287,21 @@ def predict_command(args: argparse.Namespace) -> int:
     meanings = dict(QUADRANT_MEANINGS, **(getattr(classify.model.config, "label_meanings", None) or {}))
     if not paths:  # one piece from the flags: its four quadrants in detail, as `predict` has always printed
         inputs = pieces[0].inputs()
-        scores = classify(inputs, top_k=top_k)  # a bad file raises: main() names it in one line (status 2)
+        # a bad file raises: main() names it in one line (status 2)
+        details = classify(inputs, top_k=top_k, return_details=True)
+        scores, heard = details["scores"], details.get("heard")
         if output == "json":
-            print(json.dumps({"model": description, "inputs": inputs, "scores": scores}, indent=2))
+            print(
+                json.dumps(
+                    {"model": description, "inputs": inputs, "scores": scores, "heard": heard}, indent=2
+                )
+            )
         elif output == "csv":
-            print_rows([Result(pieces[0], scores=scores)], description, output, meanings)
+            print_rows([Result(pieces[0], scores=scores, heard=heard)], description, output, meanings)
         else:
             print(f"model: {description}")
-            print(
-                f"input: {', '.join(f'{k} {v}' for k, v in inputs.items())}"
-                + (" (audio synthesized)" * (audio is None))
-            )
+            print(f"input: {', '.join(f'{k} {v}' for k, v in inputs.items())}")
+            print(f"heard: {heard}")
             print(format_scores(scores, meanings))
         return 0
 

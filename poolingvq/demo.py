@@ -432,6 +432,8 @@ def _summary(
         )
     if "midi_tokens" in details:
         lines.append(f"**MIDI-BERT:** {details['midi_tokens']} compound-word tokens")
+    if details.get("heard"):
+        lines.append(f"**Heard:** {details['heard']}")
     best = details["scores"][0]
     valence, arousal = valence_arousal({s["label"]: s["score"] for s in details["scores"]})
     lines.append(

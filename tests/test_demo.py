@@ -120,7 +120,6 @@ def test_audio_with_midi_and_long_midi_are_summarised(pieces):
         (None, "corrupt", "corrupt.mid: not a readable MIDI file"),
         (None, "empty", "empty.mid: the MIDI file is empty"),
         ("text", "midi", "notes.txt: not audio that libsndfile can read"),
-        ("wav", None, "tone.wav: this model reads the notes as well as the sound"),
         (None, None, "Give an audio file, a MIDI file, or both"),
     ],
 )
@@ -129,6 +128,12 @@ def test_bad_inputs_raise_a_readable_gradio_error(pieces, audio, midi, problem):
         predict_for_demo(audio and str(pieces[audio]), midi and str(pieces[midi]))
     assert error.value.message.startswith(problem)
     assert str(pieces["text"].parent) not in error.value.message  # the file's name, not the server's path
+
+
+def test_a_recording_alone_is_answered_and_the_page_says_so(pieces):
+    """The default model answers without MIDI (issue 10): no piano roll, and the summary says what it heard."""
+    label, _, _, roll, summary = predict_for_demo(str(pieces["wav"]), None)
+    assert roll is None and "**Heard:** audio only (no MIDI)" in summary and "**MIDI:**" not in summary
 
 
 def test_examples_are_written_by_the_project(tmp_path):

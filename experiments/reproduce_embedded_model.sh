@@ -10,7 +10,7 @@
 #   apt-get install fluid-soundfont-gm musescore-general-soundfont-lossless
 #
 # Steps (times on 2 CPU cores): 1. MIDI-BERT pre-training on music21's corpus + EMOPIA/VGMIDI training splits
-# (about 16 min converting music21 once, then 37 min); 2. EMOPIA: the recipe over 3 seeds and the MIDI-only variant
+# (about 16 min converting music21 once, then 37 min); 2. EMOPIA: the recipe over 3 seeds, MIDI only and audio only
 # (the first run synthesizes every clip with both training soundfonts and encodes it, about 10 min; each run then
 # takes 30-60 min on one core); its seed-42 run is the shipped model, fixed before any result was seen;
 # 3. VGMIDI, the same recipe, one seed; 4. the shipped run measured through the pipeline (test MIDI files, a
@@ -41,11 +41,11 @@ if [ ! -f "$WORK/midibert-small/pretraining_metrics.json" ]; then
     --max-music21-works 6000 --epochs 3 --batch-size 16 --lr 5e-4 --seed "$SEED" --log-every 25
 fi
 
-# 2. EMOPIA (paper split): the recipe over three seeds, and MIDI alone; runs keep their model folders
+# 2. EMOPIA (paper split): the recipe over three seeds, and each modality alone; runs keep their model folders
 poolingvq experiment --dataset emopia --data-dir "$DATA/emopia" --suite ablation --seeds 3 --save-models \
   --variants "all" --output-dir "$WORK/emopia" "${COMMON[@]}"
 poolingvq experiment --dataset emopia --data-dir "$DATA/emopia" --suite ablation --seeds 1 --save-models \
-  --variants "MIDI only" --output-dir "$WORK/emopia-modalities" "${COMMON[@]}"
+  --variants "MIDI only,audio only" --output-dir "$WORK/emopia-modalities" "${COMMON[@]}"
 
 # 3. VGMIDI (paper split): the same recipe
 if [ ! -f "$WORK/vgmidi/metrics.json" ]; then

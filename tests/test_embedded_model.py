@@ -107,7 +107,7 @@ def test_card_is_written_from_the_shipped_results():
     test = listening["pipeline_midi"]
     assert f"| {listening['clips']} | **{test['accuracy']:.3f}** | **{test['macro_f1']:.3f}** |" in card
     assert ablation["summary"]["all"]["runs"] == 3  # the recipe over three seeds
-    assert {"all", "MIDI only"} <= set(ablation["summary"]) <= set(ABLATIONS)
+    assert {"all", "MIDI only", "audio only"} <= set(ablation["summary"]) <= set(ABLATIONS)
     assert ablation["dataset"] == "emopia" and ablation["config"] == "paper"
     shipped = next(
         r for r in ablation["runs"] if r["variant"] == "all" and r["seed"] == metrics["arguments"]["seed"]

@@ -28,6 +28,12 @@ OUT=poolingvq/embedded/poolingvq-emopia
 SEED=42
 TRAIN_SOUNDFONT=${TRAIN_SOUNDFONT:-/usr/share/sounds/sf2/FluidR3_GM.sf2}
 HELDOUT_SOUNDFONT=${HELDOUT_SOUNDFONT:-/usr/share/sounds/sf2/MuseScore_General_Full.sf2}
+if [ ! -f "$TRAIN_SOUNDFONT" ] || [ ! -f "$HELDOUT_SOUNDFONT" ]; then
+  # Debian's packages; as root (the CI machines) they are installed here, elsewhere the line below says what to run
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -q fluid-soundfont-gm musescore-general-soundfont-lossless >/dev/null
+  fi
+fi
 for soundfont in "$TRAIN_SOUNDFONT" "$HELDOUT_SOUNDFONT"; do
   [ -f "$soundfont" ] || { echo "missing $soundfont: apt-get install fluid-soundfont-gm musescore-general-soundfont-lossless" >&2; exit 2; }
 done

@@ -276,3 +276,13 @@ def test_predict_example_says_when_no_trained_model_is_embedded(capsys):
     if poolingvq.predict.embedded_model_dir() is None:
         assert "UNTRAINED" in printed
     assert "Q4" in printed
+
+
+def test_a_processor_at_another_rate_than_the_model_is_refused(tmp_path):
+    """A 16 kHz processor beside a 24 kHz model would feed every frame at the wrong speed without a word."""
+    from poolingvq.feature_extraction_poolingvq import PoolingVQFeatureExtractor
+
+    folder = save_model(tmp_path / "model")
+    PoolingVQProcessor(PoolingVQFeatureExtractor(sampling_rate=16000)).save_pretrained(folder)
+    with pytest.raises(PoolingVQInputError, match="16000 Hz, but the model's audio encoder reads 24000 Hz"):
+        load_pipeline(folder)

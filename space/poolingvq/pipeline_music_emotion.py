@@ -223,6 +223,14 @@ class MusicEmotionPipeline(Pipeline):
             )
         # batching pads waveforms with the feature extractor's padding value
         self.feature_extractor = self.processor.feature_extractor
+        model_rate = self.model.config.audio_sampling_rate
+        if (
+            self.processor.sampling_rate != model_rate
+        ):  # every frame would be read at the wrong speed, silently
+            raise ValueError(
+                f"the processor resamples audio to {self.processor.sampling_rate} Hz, but the model's audio encoder "
+                f"reads {model_rate} Hz: save the processor made for this model (PoolingVQProcessor.for_model(config))"
+            )
 
     def __call__(self, inputs: Any, **kwargs: Any) -> Any:
         """Classify one input or a list of them (a tuple counts as a list; an empty list gives `[]`)."""

@@ -19,9 +19,6 @@ from typing import Any
 from .errors_poolingvq import PoolingVQInputError
 from .files_poolingvq import sha256_file
 
-#: The values `synthesize_midi`'s `level` takes (its default first).
-SYNTHESIS_LEVELS = ("peak", "velocity")
-
 
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no spaces: equal values give equal text, hence equal keys."""
@@ -71,6 +68,7 @@ def synthesis_settings(
     from .synthesis_poolingvq import (
         REFERENCE_RMS_DBFS,
         RETUNE_VERSION,
+        SYNTHESIS_LEVELS,
         VELOCITY_RENDER_VERSION,
         default_soundfont_path,
     )

@@ -101,19 +101,17 @@ class FeatureStandardization(nn.Module):
     @torch.no_grad()
     def fit(self, frames: Iterable[torch.Tensor]) -> int:
         """Set mean and std from a stream of `[T, D]` frame blocks (float64 sums); returns the frame count."""
-        count, total, squares = 0, torch.zeros_like(self.mean, dtype=torch.float64), None
+        count, total, squares = 0, 0.0, 0.0
         for block in frames:
-            block = block.to(torch.float64).reshape(-1, block.shape[-1])
+            block = block.detach().to("cpu", torch.float64).reshape(-1, block.shape[-1])
             count += len(block)
-            total += block.sum(0).to(total.device)
-            squares = block.square().sum(0) if squares is None else squares + block.square().sum(0)
+            total = total + block.sum(0)
+            squares = squares + block.square().sum(0)
         if count == 0:
             raise ValueError("no frames to fit the audio standardization on")
         mean = total / count
-        self.mean.copy_(mean.to(self.mean.dtype))
-        self.std.copy_(
-            (squares.to(mean.device) / count - mean.square()).clamp_min(1e-8).sqrt().to(self.std.dtype)
-        )
+        self.mean.copy_(mean.to(self.mean))
+        self.std.copy_((squares / count - mean.square()).clamp_min(1e-8).sqrt().to(self.std))
         return count
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:

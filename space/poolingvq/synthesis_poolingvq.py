@@ -37,6 +37,8 @@ PEAK_DBFS = -1.0
 #: a louder performance (higher velocities, more notes at once) still sounds louder: the level is the
 #: performance's, not the soundfont's or the clip's.
 REFERENCE_RMS_DBFS = -32.0
+#: The values `synthesize_midi`'s `level` takes (its default first).
+SYNTHESIS_LEVELS = ("peak", "velocity")
 REFERENCE_CHORD = ((60, 80), (64, 80), (67, 80))
 MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 384_000
@@ -134,8 +136,8 @@ def synthesize_midi(
         raise PoolingVQInputError(midi, f"sample_rate {sample_rate} Hz is outside [1000, 384000] Hz")
     if max_seconds is not None and not max_seconds > 0:
         raise PoolingVQInputError(midi, f"max_seconds must be positive or None, got {max_seconds}")
-    if level not in ("peak", "velocity"):
-        raise ValueError(f"level={level!r}: choose 'peak' or 'velocity'")
+    if level not in SYNTHESIS_LEVELS:
+        raise ValueError(f"level={level!r}: choose one of {SYNTHESIS_LEVELS}")
 
     score = _read_score(midi).to("second")  # a copy: the caller's score is never modified
     if score.note_num() == 0:

@@ -1,5 +1,5 @@
 """Checkpoints of a run, shared by `poolingvq train` and `poolingvq pretrain-midi`: written whole or not at all,
-listed and pruned the same way.
+listed and pruned the same way (`run_loop.py` is the run around them).
 
 A checkpoint is `accelerator.save_state` into `checkpoints/epoch_NNNN[_step_NNNNNNNN]/`. It is written into a
 hidden sibling first (`.epoch_NNNN.partial`) and renamed into place by the package's atomic writer
@@ -21,6 +21,19 @@ from .files_poolingvq import atomic_path, replace_directory
 
 CHECKPOINT_PREFIX = "epoch_"
 _PARTIAL_SUFFIX = ".partial"
+#: Checkpoints kept after each save: the newest, and the one before it in case the newest is unusable.
+KEEP_CHECKPOINTS = 2
+
+
+def epoch_checkpoint(folder: Path, epoch: int) -> Path:
+    """The checkpoint written after `epoch` epochs: `folder/epoch_NNNN`."""
+    return folder / f"{CHECKPOINT_PREFIX}{epoch:04d}"
+
+
+def step_checkpoint(folder: Path, epoch: int, step: int) -> Path:
+    """A checkpoint written within an epoch, after `epoch` finished epochs and `step` optimizer steps in all:
+    `folder/epoch_NNNN_step_NNNNNNNN`, which sorts after the finished epoch's and before the next one's."""
+    return folder / f"{CHECKPOINT_PREFIX}{epoch:04d}_step_{step:08d}"
 
 
 def save_tensors_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -42,6 +55,14 @@ def save_state_atomically(accelerator: Any, folder: Path) -> None:
     accelerator.wait_for_everyone()
 
 
+def save_checkpoint(accelerator: Any, checkpoint: Path, keep: int = KEEP_CHECKPOINTS) -> None:
+    """`save_state_atomically` into `checkpoint`, then `prune_checkpoints` of its folder (main process). Call it in
+    every process."""
+    save_state_atomically(accelerator, checkpoint)
+    if accelerator.is_main_process:
+        prune_checkpoints(checkpoint.parent, keep)
+
+
 def latest_checkpoint(folder: Path) -> Path | None:
     """The newest complete checkpoint in `folder`, or None (names sort in training order)."""
     candidates = sorted(folder.glob(f"{CHECKPOINT_PREFIX}*")) if folder.exists() else []
@@ -57,4 +78,12 @@ def prune_checkpoints(folder: Path, keep: int) -> None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
-__all__ = ["latest_checkpoint", "prune_checkpoints", "save_state_atomically", "save_tensors_atomically"]
+__all__ = [
+    "epoch_checkpoint",
+    "latest_checkpoint",
+    "prune_checkpoints",
+    "save_checkpoint",
+    "save_state_atomically",
+    "save_tensors_atomically",
+    "step_checkpoint",
+]

@@ -19,7 +19,8 @@ MIDI-BERT's official weights cannot always be downloaded. This module trains a s
    the pieces (of each source) are held out for masked-token accuracy; the best epoch by held-out loss is kept.
 4. Output: a folder that `MidiBertModel.from_pretrained` loads, `mlm_heads.safetensors` (the prediction heads,
    to continue training), `pretraining_metrics.json` and a README.md. `--resume` continues from the last
-   epoch checkpoint in `output_dir/checkpoints`.
+   checkpoint in `output_dir/checkpoints` (after an epoch, or within one with `--save-every-steps`); the run's
+   skeleton (checkpoints, resume, epochs) is `run_loop.py`, shared with `poolingvq train`.
 
 Where this departs from MIDI-BERT's code, and why: it chooses 15% of the *real* tokens (MIDI-BERT draws from
 all 512 positions, padding included, and then trains on predicting padding); a random replacement is drawn
@@ -54,11 +55,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .arguments import add_dataclass_arguments, dataclass_from_namespace
-from .checkpoints import latest_checkpoint, prune_checkpoints, save_state_atomically
+from .checkpoints import save_checkpoint, step_checkpoint
 from .configuration_poolingvq import MidiBertConfig
 from .errors_poolingvq import PoolingVQInputError
 from .files_poolingvq import atomic_directory, atomic_write_text
 from .midibert_poolingvq import CP_CLASSES, MidiBertModel
+from .run_loop import EpochResult, RunState, make_accelerator, register_and_resume, run_epochs
 from .tokenization_poolingvq import CP_VOCAB_SIZES, PAD_TOKEN, CPMidiTokenizer, load_score, split_into_rows
 
 logger = logging.getLogger("poolingvq.pretraining")
@@ -834,24 +836,17 @@ def most_frequent_words(tokens: np.ndarray) -> torch.Tensor:
 
 
 @dataclass
-class PretrainingState:
-    """What a checkpoint needs beyond the weights, optimizer, scheduler and RNGs (which Accelerate saves)."""
+class PretrainingState(RunState):
+    """`RunState` and what pre-training adds: the corpus it trains on, optimizer steps, the best held-out loss.
+
+    A checkpoint within an epoch (`--save-every-steps`) saves `step_in_epoch`, the steps of the current epoch
+    already taken: `--resume` skips as many batches of that epoch (same order: seeded by epoch)."""
 
     corpus_key: str = ""
-    epoch: int = 0
     step: int = 0
     best_loss: float = math.inf
-    best_epoch: int = -1
     best_metrics: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    step_in_epoch: int = 0  # steps of the current epoch already taken (a mid-epoch checkpoint)
-
-    def state_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
+    step_in_epoch: int = 0
 
 
 @torch.no_grad()
@@ -906,8 +901,7 @@ def evaluate_masked(
 
 def pretrain(args: PretrainingArguments) -> dict[str, Any]:
     """Build (or read) the corpus, pre-train, and write the model folder; returns the metrics it writes."""
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
+    from accelerate.utils import set_seed
     from transformers import get_linear_schedule_with_warmup
 
     output_dir = Path(args.output_dir)
@@ -916,9 +910,7 @@ def pretrain(args: PretrainingArguments) -> dict[str, Any]:
         if args.cache_dir
         else Path.home() / ".cache" / "poolingvq" / "pretrain-midi"
     )
-    accelerator = Accelerator(
-        mixed_precision=args.mixed_precision, project_config=ProjectConfiguration(project_dir=str(output_dir))
-    )
+    accelerator = make_accelerator(output_dir, mixed_precision=args.mixed_precision)
     set_seed(args.seed)
     started = time.monotonic()
     with accelerator.main_process_first():
@@ -960,23 +952,17 @@ def pretrain(args: PretrainingArguments) -> dict[str, Any]:
         model, optimizer, train_loader, heldout_loader, scheduler
     )
     state = PretrainingState(corpus_key=corpus.key)
-    steps_done_in_epoch = 0
-    accelerator.register_for_checkpointing(state)
     checkpoints = output_dir / "checkpoints"
-    if args.resume:
-        last = latest_checkpoint(checkpoints)
-        if last is None:
-            raise FileNotFoundError(f"--resume: no checkpoint in {checkpoints}")
-        accelerator.load_state(str(last))
+    resumed = register_and_resume(accelerator, [state], checkpoints, resume=args.resume)
+    if resumed is not None:
         if state.corpus_key != corpus.key:
             raise PoolingVQInputError(
                 "--resume",
                 f"the checkpoint was trained on corpus {state.corpus_key}, these flags give {corpus.key}: pass the "
                 "flags of the first run (--max-music21-files rather than a time limit gives the same corpus again)",
             )
-        steps_done_in_epoch = state.step_in_epoch
         accelerator.print(
-            f"resumed from {last} (epoch {state.epoch}, step {state.step}, {steps_done_in_epoch} into the epoch)"
+            f"resumed from {resumed} (epoch {state.epoch}, step {state.step}, {state.step_in_epoch} into the epoch)"
         )
     weights = class_loss_weights(args.loss_weighting)
     unwrapped = accelerator.unwrap_model(model)
@@ -985,43 +971,47 @@ def pretrain(args: PretrainingArguments) -> dict[str, Any]:
         f"({steps_per_epoch} per epoch) of {args.batch_size} rows"
     )
 
-    while state.epoch < args.epochs and state.step < total_steps:
-        train_sampler.set_epoch(state.epoch)
+    def train_epoch(epoch: int) -> dict[str, Any]:
         # after a mid-epoch checkpoint, the epoch's first batches (same order: seeded by epoch) were trained on
-        loader = accelerator.skip_first_batches(train_loader, steps_done_in_epoch)
-        train_metrics = train_one_epoch(
+        first_step = state.step_in_epoch
+        loader = accelerator.skip_first_batches(train_loader, first_step)
+        metrics = train_one_epoch(
             model, loader, optimizer, scheduler, accelerator, weights, args, state, total_steps,
-            first_step_in_epoch=steps_done_in_epoch, checkpoints=checkpoints,
+            first_step_in_epoch=first_step, checkpoints=checkpoints,
         )  # fmt: skip
-        steps_done_in_epoch = 0
         state.step_in_epoch = 0
-        heldout_metrics = evaluate_masked(
-            model, heldout_loader, accelerator, weights, baseline_words, args.mask_probability, args.seed
-        )
-        state.epoch += 1
-        improved = heldout_metrics["loss"] < state.best_loss
-        if improved:
-            state.best_loss, state.best_epoch, state.best_metrics = (
-                heldout_metrics["loss"],
-                state.epoch,
-                heldout_metrics,
-            )
-            if accelerator.is_main_process:
-                unwrapped.save(output_dir)
+        return metrics
+
+    def end_epoch(result: EpochResult) -> None:
+        heldout_metrics = result.evaluation
+        if result.improved:
+            state.best_loss, state.best_metrics = heldout_metrics["loss"], heldout_metrics
         state.history.append(
-            {"epoch": state.epoch, "step": state.step, "train": train_metrics, "heldout": heldout_metrics}
+            {"epoch": result.epoch, "step": state.step, "train": result.train, "heldout": heldout_metrics}
         )
         accuracies = ", ".join(
             f"{name} {value:.3f}" for name, value in heldout_metrics["accuracy_per_class"].items()
         )
         accelerator.print(
-            f"epoch {state.epoch}: train loss {train_metrics['loss']:.4f}, held-out loss {heldout_metrics['loss']:.4f}, "
-            f"held-out accuracy {accuracies}" + (" (best)" if improved else "")
+            f"epoch {result.epoch}: train loss {result.train['loss']:.4f}, "
+            f"held-out loss {heldout_metrics['loss']:.4f}, held-out accuracy {accuracies}"
+            + (" (best)" if result.improved else "")
         )
-        accelerator.wait_for_everyone()
-        save_state_atomically(accelerator, checkpoints / f"epoch_{state.epoch:04d}")
-        if accelerator.is_main_process:
-            prune_checkpoints(checkpoints, keep=2)
+
+    run_epochs(
+        accelerator,
+        state,
+        checkpoints,
+        data_order=train_sampler,
+        keep_going=lambda: state.epoch < args.epochs and state.step < total_steps,
+        train_epoch=train_epoch,
+        evaluate=lambda epoch: evaluate_masked(
+            model, heldout_loader, accelerator, weights, baseline_words, args.mask_probability, args.seed
+        ),
+        is_better=lambda heldout_metrics: heldout_metrics["loss"] < state.best_loss,
+        save_best=lambda: unwrapped.save(output_dir),
+        end_epoch=end_epoch,
+    )
 
     metrics = {
         "best_epoch": state.best_epoch,
@@ -1059,7 +1049,7 @@ def train_one_epoch(
 
     `loader` starts `first_step_in_epoch` batches into the epoch when resuming from a mid-epoch checkpoint;
     with `args.save_every_steps`, a checkpoint goes to `checkpoints/epoch_<done>_step_<step>` every that many
-    steps (names sort in the order they were written, after the last finished epoch's).
+    steps (`checkpoints.step_checkpoint`: names sort in the order they were written).
     """
     model.train()
     loss_sum, correct, masked_count, steps = 0.0, torch.zeros(len(CP_CLASSES)), 0, 0
@@ -1097,9 +1087,7 @@ def train_one_epoch(
             tokens_seen, window_started = 0, time.monotonic()
         if checkpoints is not None and args.save_every_steps and state.step % args.save_every_steps == 0:
             state.step_in_epoch = step_in_epoch + 1
-            save_state_atomically(accelerator, checkpoints / f"epoch_{state.epoch:04d}_step_{state.step:08d}")
-            if accelerator.is_main_process:
-                prune_checkpoints(checkpoints, keep=2)
+            save_checkpoint(accelerator, step_checkpoint(checkpoints, state.epoch, state.step))
     accuracy = (correct / max(masked_count, 1)).tolist()
     return {
         "loss": loss_sum / max(steps, 1),

@@ -7,19 +7,23 @@ Devices, process count and mixed precision are Accelerate's: `accelerate launch`
 `ACCELERATE_*` environment; `--mixed-precision` overrides them only when given. Logs and progress bars (clips/s and
 ETA during feature extraction, every epoch and every evaluation) come from the main process only.
 
-One run:
-1. the data set's official split (`dataset_scripts`), audio from the user's folder or synthesized from the MIDI;
-2. the frozen encoders run once per clip into the feature cache (`features.py`), sharded over processes;
-3. the codebook starts from cosine k-means on the cached frames of a seeded random half of the training set;
+One run (`train`; each step is a function of its own, and `train(args, clips)` takes any clips):
+1. the data set's official split (`dataset_scripts`, `load_split_clips`), audio from the user's folder or
+   synthesized from the MIDI;
+2. the frozen encoders run once per clip into the feature cache (`features.py`), sharded over processes
+   (`prepare_features`);
+3. the codebook starts from cosine k-means on the cached frames of a seeded random half of the training set
+   (`init_from_cache`);
 4. Adam(0.9, 0.99, eps 1e-6) with two parameter groups (fusion + head: lr 1e-4, weight decay 5e-5; quantizer:
    lr 5e-5, weight decay 1e-5), ReduceLROnPlateau(factor 0.7, patience 2, threshold 1e-4) on the validation
-   loss, early stopping after 5 epochs without a better validation macro-F1;
-5. the best epoch (validation macro-F1) is evaluated once on test and saved as a model folder that
-   `pipeline("music-emotion", model=folder, trust_remote_code=True)` loads, with `metrics.json` and a model card.
+   loss, early stopping after 5 epochs without a better validation macro-F1 (`fit`, on `run_loop.run_epochs`);
+5. the best epoch (validation macro-F1) is evaluated once on test (`evaluate_best`) and saved as a model folder
+   that `pipeline("music-emotion", model=folder, trust_remote_code=True)` loads, with `metrics.json` and a model
+   card (`save_outputs`).
 
 Every number is a flag whose default is the paper's value (or ours, said so, where the paper is silent).
-Checkpoints (`accelerator.save_state`, written whole or not at all: `checkpoints.py`) are written after every
-epoch; `--resume` continues from the last one and, with the same seed, ends with the same metrics as an
+Checkpoints (`accelerator.save_state`, written whole or not at all: `checkpoints.py`, by the run skeleton
+`pretrain-midi` shares: `run_loop.py`) are written after every epoch; `--resume` continues from the last one and, with the same seed, ends with the same metrics as an
 uninterrupted run.
 """
 
@@ -43,7 +47,7 @@ from torch.utils.data import DataLoader
 
 from . import provenance, publish
 from .arguments import add_dataclass_arguments, dataclass_from_namespace
-from .checkpoints import latest_checkpoint, prune_checkpoints, save_state_atomically, save_tensors_atomically
+from .checkpoints import save_tensors_atomically
 from .configuration_poolingvq import QUADRANT_LABELS, MidiBertConfig, PoolingVQConfig
 from .errors_poolingvq import PoolingVQInputError
 from .hub import is_local, resolve_model_dir, source_record
@@ -52,6 +56,7 @@ from .modeling_poolingvq import PoolingVQForMusicEmotion
 from .prepared_dataset import FILES_FOLDER, check_dataset_arguments, load_prepared_clips
 from .processing_poolingvq import PoolingVQProcessor
 from .quantization_poolingvq import POOLING_RULES
+from .run_loop import EpochResult, RunState, make_accelerator, register_and_resume, run_epochs
 from .weights import load_midibert
 
 logger = logging.getLogger("poolingvq.training")
@@ -560,21 +565,12 @@ def trained_state(model: PoolingVQForMusicEmotion) -> dict[str, torch.Tensor]:
 
 
 @dataclass
-class TrainerState:
-    """What a checkpoint needs beyond the weights, optimizer, scheduler and RNGs (which Accelerate saves)."""
+class TrainerState(RunState):
+    """`RunState` and what the paper's recipe adds: the best validation macro-F1 and the epochs since it (early
+    stopping)."""
 
-    epoch: int = 0
     best_macro_f1: float = -1.0
-    best_epoch: int = -1
     epochs_without_improvement: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-
-    def state_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
 
 
 # ---------------------------------------------------------------------------------------------------------- metrics
@@ -686,27 +682,94 @@ def modality_reliance(model: Any, loader: DataLoader, accelerator: Any) -> dict[
 # ---------------------------------------------------------------------------------------------------------- run
 
 
-def train(args: TrainingArguments) -> dict[str, Any]:
-    """Run the whole recipe; returns the metrics written to `metrics.json`."""
-    from accelerate import Accelerator
-    from accelerate.utils import (
-        DataLoaderConfiguration,
-        DistributedDataParallelKwargs,
-        ProjectConfiguration,
-        set_seed,
-    )
+#: The trained parts' weights at the best epoch so far, beside the checkpoints (the model folder is written from
+#: them when training ends).
+BEST_WEIGHTS_FILENAME = "best_trained_weights.safetensors"
 
-    from .features import (
-        CachedFeatureDataset,
-        FeatureCache,
-        collate_cached_features,
-        extract_features,
-        fit_audio_standardization_from_cache,
-        init_codebook_from_cache,
-    )
 
-    # refused before anything heavy starts: counts that make no run, encoders never loaded (unless allowed), a
-    # model that cannot be found
+@dataclass
+class SplitFeatures:
+    """The clips of each split whose features are cached: their feature-cache keys and labels, in one order (with
+    `--extra-soundfonts`, a training clip's other renderings are more keys with the clip's label)."""
+
+    keys: dict[str, list[str]] = field(default_factory=dict)
+    labels: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, split: str, keys: Sequence[str], labels: Sequence[int]) -> None:
+        self.keys.setdefault(split, []).extend(keys)
+        self.labels.setdefault(split, []).extend(labels)
+
+
+@dataclass
+class FittedRun:
+    """What `fit` leaves for `evaluate_best`: the prepared model, its evaluation loaders and the run's state."""
+
+    model: Any
+    validation_loader: DataLoader
+    test_loader: DataLoader
+    state: TrainerState
+
+
+def train(args: TrainingArguments, clips: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """Run the whole recipe; returns the metrics written to `metrics.json`.
+
+    `clips`: the clips to train on, `{"train": [...], "validation": [...], "test": [...]}`, each clip a dict
+    `{"id", "midi_path", "audio_path", "label"}` (`audio_path` None: synthesized), the form `load_split_clips`
+    returns; default: the data set's official split that `args` names. `--max-*-samples` apply to them either way.
+
+    The steps, in order: `check_run`, `prepare_features`, `init_from_cache`, `fit`, `evaluate_best`,
+    `save_outputs`.
+    """
+    from accelerate.utils import set_seed
+
+    from .features import FeatureCache
+
+    planned = check_run(args)
+    accelerator = training_accelerator(args, planned)
+    if args.push_to_hub is not None and accelerator.is_main_process:
+        # as transformers.Trainer does: a missing token or a refused name fails now, not after the training
+        publish.create_repo(args.push_to_hub, private=args.hub_private_repo)
+    set_seed(args.seed)
+    model = build_model(args)
+    output_dir = Path(args.output_dir)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+
+    clips = chosen_clips(args, load_split_clips(args) if clips is None else clips)
+    cache = FeatureCache(feature_cache_dir(args))
+    processor = PoolingVQProcessor.for_model(model.config, midi_mode=args.midi_mode, soundfont=args.soundfont)
+    features = prepare_features(model, clips, cache, processor, args, accelerator)
+    if not args.resume:  # a checkpoint holds the trained codebook and the fusion's statistics
+        init_from_cache(model, cache, features.keys["train"], args)
+    run = fit(model, cache, features, args, accelerator)
+    unwrapped = accelerator.unwrap_model(run.model)
+    metrics = {
+        "dataset": args.dataset,
+        "config": args.config,
+        "best_epoch": run.state.best_epoch,
+        "epochs_run": run.state.epoch,
+        **evaluate_best(run, args, accelerator),
+        "train_clips": len(features.keys["train"]),
+        "history": run.state.history,
+        "encoder_weights": provenance.encoder_weights(unwrapped.config),
+        "accelerate": {
+            "mixed_precision": accelerator.mixed_precision,
+            "num_processes": accelerator.num_processes,
+            "device": accelerator.device.type,
+            "distributed_type": str(accelerator.distributed_type.value),
+        },
+        "arguments": dataclasses.asdict(args),
+    }
+    if accelerator.is_main_process:
+        save_outputs(output_dir, args, metrics, unwrapped, processor)
+    accelerator.end_training()
+    return metrics
+
+
+def check_run(args: TrainingArguments) -> PoolingVQConfig:
+    """Refuse, before anything heavy starts, what makes no run: counts (`check_arguments`), encoders never loaded
+    (unless allowed), a model that cannot be found, a push without a model folder or to an invalid repo id.
+    Returns the run's planned model configuration."""
     check_arguments(args)
     planned = init_config(args)
     check_encoders_loaded(args, planned)
@@ -714,45 +777,55 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         if not args.save_model:
             raise PoolingVQInputError("--push-to-hub", "--no-save-model writes no model folder to upload")
         publish.check_repo_id(args.push_to_hub, flag="--push-to-hub")
+    return planned
+
+
+def training_accelerator(args: TrainingArguments, planned: PoolingVQConfig) -> Any:
+    """The run's Accelerator (`run_loop.make_accelerator`): tensorboard logs in `--logging-dir` when tensorboard is
+    installed, and `--mixed-precision` only when given, so that otherwise Accelerate's own choice (accelerate
+    launch / config / ACCELERATE_* environment) holds."""
+    from accelerate.utils import DistributedDataParallelKwargs
 
     output_dir = Path(args.output_dir)
-    trackers = "tensorboard" if _tensorboard_available() else None
-    accelerator = Accelerator(
-        # only when given: otherwise Accelerate's own choice (accelerate launch / config / ACCELERATE_* env) holds
+    return make_accelerator(
+        output_dir,
+        logging_dir=args.logging_dir or str(output_dir / "logs"),
         **({"mixed_precision": args.mixed_precision} if args.mixed_precision is not None else {}),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
-        log_with=trackers,
-        project_config=ProjectConfiguration(
-            project_dir=str(output_dir), logging_dir=args.logging_dir or str(output_dir / "logs")
-        ),
-        # the data order is a function of (seed, epoch): a resumed run sees the batches an uninterrupted one does
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        log_with="tensorboard" if _tensorboard_available() else None,
         # without pooling the codebook takes no part in the loss: DDP must not wait for its gradient
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=planned.pooling == "none")],
     )
-    quiet_other_processes(accelerator)
-    if args.push_to_hub is not None and accelerator.is_main_process:
-        # as transformers.Trainer does: a missing token or a refused name fails now, not after the training
-        publish.create_repo(args.push_to_hub, private=args.hub_private_repo)
-    logger.info(
-        "Accelerate: %d process(es) on %s, mixed precision %s",
-        accelerator.num_processes,
-        accelerator.device,
-        accelerator.mixed_precision,
-    )
-    set_seed(args.seed)
-    model = build_model(args)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
 
-    # 1-2. data and the feature cache
-    clips = load_split_clips(args)
-    clips["train"] = subset(clips["train"], args.max_train_samples, args.data_seed)
+
+def chosen_clips(
+    args: TrainingArguments, clips: dict[str, list[dict[str, Any]]]
+) -> dict[str, list[dict[str, Any]]]:
+    """`clips` cut to `--max-train-samples` / `--max-eval-samples` (a seeded random subset, `--data-seed`)."""
+    missing = {"train", "validation", "test"} - set(clips)
+    if missing:
+        raise PoolingVQInputError("clips", f"no {', '.join(sorted(missing))} split to train and evaluate on")
+    chosen = dict(clips)
+    chosen["train"] = subset(clips["train"], args.max_train_samples, args.data_seed)
     for split in ("validation", "test"):
-        clips[split] = subset(clips[split], args.max_eval_samples, args.data_seed)
-    cache = FeatureCache(feature_cache_dir(args))
-    processor = PoolingVQProcessor.for_model(model.config, midi_mode=args.midi_mode, soundfont=args.soundfont)
-    keys, labels = {}, {}
+        chosen[split] = subset(clips[split], args.max_eval_samples, args.data_seed)
+    return chosen
+
+
+def prepare_features(
+    model: PoolingVQForMusicEmotion,
+    clips: dict[str, list[dict[str, Any]]],
+    cache: Any,
+    processor: PoolingVQProcessor,
+    args: TrainingArguments,
+    accelerator: Any,
+) -> SplitFeatures:
+    """Step 2: the frozen encoders run once per clip (and per `--extra-soundfonts` rendering of a training clip
+    without a recording) into `cache`, sharded over processes; clips already cached are not run again. A clip that
+    fails (unreadable MIDI...) is left out with a warning. Returns the cached clips' keys and labels per split."""
+    from .features import extract_features
+
+    features = SplitFeatures()
     extra_soundfonts = [path for path in (args.extra_soundfonts or "").split(",") if path]
     renderings = [
         (split, soundfont)
@@ -783,29 +856,47 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         for failure in result.failures:
             logger.warning("%s clip left out: %s", split, failure)
         label_of = {clip_key: clip["label"] for clip_key, clip in zip(result.keys, split_clips, strict=True)}
-        keys[split] = keys.get(split, []) + result.cached_keys
-        labels[split] = labels.get(split, []) + [label_of[k] for k in result.cached_keys]
+        features.add(split, result.cached_keys, [label_of[key] for key in result.cached_keys])
     model.cpu()
+    return features
 
-    # 3. codebook start (not when resuming: the checkpoint holds the trained codebook)
-    state = TrainerState()
-    if not args.resume:  # the fusion's audio statistics, when it standardizes (the checkpoint holds them too)
-        fit_audio_standardization_from_cache(model, cache, keys["train"], args.codebook_fraction, args.seed)
-    if model.quantizer is not None and model.config.pooling != "none" and not args.resume:
+
+def init_from_cache(
+    model: PoolingVQForMusicEmotion, cache: Any, train_keys: Sequence[str], args: TrainingArguments
+) -> None:
+    """Step 3, on the cached training features: the fusion's audio statistics (when it standardizes), and the
+    codebook from cosine k-means on the frames of a seeded random `--codebook-fraction` of the training clips
+    (when the model pools)."""
+    from .features import fit_audio_standardization_from_cache, init_codebook_from_cache
+
+    fit_audio_standardization_from_cache(model, cache, train_keys, args.codebook_fraction, args.seed)
+    if model.quantizer is not None and model.config.pooling != "none":
         init_codebook_from_cache(
             model,
             cache,
-            keys["train"],
+            train_keys,
             fraction=args.codebook_fraction,
             max_frames=args.kmeans_max_frames,
             num_iters=args.kmeans_iters,
             seed=args.seed,
         )
 
-    # 4. the recipe
+
+def fit(
+    model: PoolingVQForMusicEmotion,
+    cache: Any,
+    features: SplitFeatures,
+    args: TrainingArguments,
+    accelerator: Any,
+) -> FittedRun:
+    """Step 4, the recipe on the cached features (`run_loop.run_epochs`): Adam with two parameter groups,
+    ReduceLROnPlateau on the validation loss, early stopping on the validation macro-F1; the best epoch's trained
+    weights in `BEST_WEIGHTS_FILENAME`, a checkpoint after every epoch, `--resume` from the newest one."""
+    from .features import CachedFeatureDataset, collate_cached_features
+
     def loader(split: str, shuffle: bool) -> DataLoader:
         return DataLoader(
-            CachedFeatureDataset(cache, keys[split], labels[split]),
+            CachedFeatureDataset(cache, features.keys[split], features.labels[split]),
             batch_size=args.batch_size,
             shuffle=shuffle,
             collate_fn=collate_cached_features,
@@ -828,105 +919,104 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     model, optimizer, train_loader, val_loader, test_loader = accelerator.prepare(
         model, optimizer, train_loader, val_loader, test_loader
     )
-    accelerator.register_for_checkpointing(scheduler, state)
+    state = TrainerState()
+    output_dir = Path(args.output_dir)
     checkpoints = output_dir / "checkpoints"
-    best_path = output_dir / "best_trained_weights.safetensors"
-    if args.resume:
-        last = latest_checkpoint(checkpoints)
-        if last is None:
-            raise FileNotFoundError(f"--resume: no checkpoint in {checkpoints}")
-        accelerator.load_state(str(last))
-        logger.info("resumed from %s after epoch %d", last, state.epoch)
-    if trackers:
-        accelerator.init_trackers("poolingvq", config={k: v for k, v in vars(args).items() if v is not None})
-
+    resumed = register_and_resume(accelerator, [scheduler, state], checkpoints, resume=args.resume)
+    if resumed is not None:
+        logger.info("resumed from %s after epoch %d", resumed, state.epoch)
+    accelerator.init_trackers("poolingvq", config={k: v for k, v in vars(args).items() if v is not None})
     unwrapped = accelerator.unwrap_model(model)
-    while state.epoch < args.epochs and state.epochs_without_improvement < args.early_stopping_patience:
-        train_loader.set_epoch(state.epoch)
-        train_metrics = train_one_epoch(
-            model,
-            train_loader,
-            optimizer,
-            accelerator,
-            progress=args.progress,
-            description=f"epoch {state.epoch + 1}",
-        )
-        val_metrics = evaluate(
-            model,
-            val_loader,
-            accelerator,
-            progress=args.progress,
-            description=f"epoch {state.epoch + 1} validation",
-        )
+
+    def end_epoch(result: EpochResult) -> None:
+        train_metrics, val_metrics = result.train, result.evaluation
         scheduler.step(val_metrics["loss"])
-        state.epoch += 1
-        improved = val_metrics["macro_f1"] > state.best_macro_f1
-        if improved:
-            state.best_macro_f1, state.best_epoch = val_metrics["macro_f1"], state.epoch
+        if result.improved:
+            state.best_macro_f1 = val_metrics["macro_f1"]
             state.epochs_without_improvement = 0
-            if accelerator.is_main_process:
-                save_tensors_atomically(trained_state(unwrapped), best_path)
         else:
             state.epochs_without_improvement += 1
         record = {
-            "epoch": state.epoch,
+            "epoch": result.epoch,
             **{f"train/{k}": v for k, v in train_metrics.items()},
             **{f"val/{k}": v for k, v in val_metrics.items() if isinstance(v, (int, float))},
             **{f"lr/{group['name']}": group["lr"] for group in optimizer.param_groups},
         }
         state.history.append(record)
-        accelerator.log(record, step=state.epoch)
+        accelerator.log(record, step=result.epoch)
         accelerator.print(
-            f"epoch {state.epoch}: train loss {train_metrics['loss']:.4f}, val loss {val_metrics['loss']:.4f}, "
+            f"epoch {result.epoch}: train loss {train_metrics['loss']:.4f}, val loss {val_metrics['loss']:.4f}, "
             f"val acc {val_metrics['accuracy']:.3f}, val macro-F1 {val_metrics['macro_f1']:.3f}"
-            + (" (best)" if improved else "")
+            + (" (best)" if result.improved else "")
         )
-        accelerator.wait_for_everyone()
-        save_state_atomically(accelerator, checkpoints / f"epoch_{state.epoch:04d}")
-        if accelerator.is_main_process:
-            prune_checkpoints(checkpoints, keep=2)
 
-    # 5. the best epoch, once on test
+    run_epochs(
+        accelerator,
+        state,
+        checkpoints,
+        data_order=train_loader,
+        keep_going=lambda: (
+            state.epoch < args.epochs and state.epochs_without_improvement < args.early_stopping_patience
+        ),
+        train_epoch=lambda epoch: train_one_epoch(
+            model,
+            train_loader,
+            optimizer,
+            accelerator,
+            progress=args.progress,
+            description=f"epoch {epoch + 1}",
+        ),
+        evaluate=lambda epoch: evaluate(
+            model,
+            val_loader,
+            accelerator,
+            progress=args.progress,
+            description=f"epoch {epoch + 1} validation",
+        ),
+        is_better=lambda val_metrics: val_metrics["macro_f1"] > state.best_macro_f1,
+        save_best=lambda: save_tensors_atomically(
+            trained_state(unwrapped), output_dir / BEST_WEIGHTS_FILENAME
+        ),
+        end_epoch=end_epoch,
+    )
+    return FittedRun(model, val_loader, test_loader, state)
+
+
+def evaluate_best(run: FittedRun, args: TrainingArguments, accelerator: Any) -> dict[str, dict[str, Any]]:
+    """Step 5: the best epoch's weights, evaluated on validation and, once, on test (with how much its test
+    predictions rest on each modality, `modality_reliance`). Returns `{"validation": ..., "test": ...}`."""
     accelerator.wait_for_everyone()
-    unwrapped.load_state_dict(load_file(best_path), strict=False)
-    val_metrics = evaluate(model, val_loader, accelerator, progress=args.progress, description="validation")
-    test_metrics = evaluate(model, test_loader, accelerator, progress=args.progress, description="test")
-    reliance = modality_reliance(model, test_loader, accelerator)
+    best = load_file(Path(args.output_dir) / BEST_WEIGHTS_FILENAME)
+    accelerator.unwrap_model(run.model).load_state_dict(best, strict=False)
+    progress = args.progress
+    val_metrics = evaluate(
+        run.model, run.validation_loader, accelerator, progress=progress, description="validation"
+    )
+    test_metrics = evaluate(run.model, run.test_loader, accelerator, progress=progress, description="test")
+    reliance = modality_reliance(run.model, run.test_loader, accelerator)
     if reliance is not None:
         test_metrics["modality_reliance"] = reliance
-    metrics = {
-        "dataset": args.dataset,
-        "config": args.config,
-        "best_epoch": state.best_epoch,
-        "epochs_run": state.epoch,
-        "validation": val_metrics,
-        "test": test_metrics,
-        "train_clips": len(keys["train"]),
-        "history": state.history,
-        "encoder_weights": provenance.encoder_weights(unwrapped.config),
-        "accelerate": {
-            "mixed_precision": accelerator.mixed_precision,
-            "num_processes": accelerator.num_processes,
-            "device": accelerator.device.type,
-            "distributed_type": str(accelerator.distributed_type.value),
-        },
-        "arguments": dataclasses.asdict(args),
-    }
-    if accelerator.is_main_process:
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        if args.save_model:
-            unwrapped.save_pretrained(output_dir)
-            processor.save_pretrained(output_dir)
-            write_model_card(output_dir, args, metrics, unwrapped.config)
-            if args.push_to_hub is not None:
-                staged = publish.push_model_folder(
-                    output_dir, args.push_to_hub, private=args.hub_private_repo
-                )
-                logger.info(
-                    "uploaded %s to https://huggingface.co/%s", ", ".join(staged.files), args.push_to_hub
-                )
-    accelerator.end_training()
-    return metrics
+    return {"validation": val_metrics, "test": test_metrics}
+
+
+def save_outputs(
+    output_dir: Path,
+    args: TrainingArguments,
+    metrics: dict[str, Any],
+    model: PoolingVQForMusicEmotion,
+    processor: PoolingVQProcessor,
+) -> None:
+    """Step 6, in the main process: `metrics.json`, and unless `--no-save-model` the model folder (weights,
+    config, processor, model card), uploaded to `--push-to-hub` when given."""
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if not args.save_model:
+        return
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    write_model_card(output_dir, args, metrics, model.config)
+    if args.push_to_hub is not None:
+        staged = publish.push_model_folder(output_dir, args.push_to_hub, private=args.hub_private_repo)
+        logger.info("uploaded %s to https://huggingface.co/%s", ", ".join(staged.files), args.push_to_hub)
 
 
 def train_one_epoch(
@@ -991,22 +1081,6 @@ def clips_in(loader: Any) -> int | None:
         return len(dataset) if dataset is not None else None
     except TypeError:
         return None
-
-
-def quiet_other_processes(accelerator: Any) -> None:
-    """Logs from the main process only: the other processes keep their errors and nothing else (every process
-    holds the same gathered results, so anything else would only be repeated once per process)."""
-    if accelerator.is_main_process:
-        return
-    logging.getLogger("poolingvq").setLevel(logging.ERROR)
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    try:
-        import datasets
-    except ImportError:
-        return
-    datasets.utils.logging.set_verbosity_error()
 
 
 def model_vq_weight(model: Any, accelerator: Any) -> float:

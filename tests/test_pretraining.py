@@ -375,3 +375,94 @@ def test_balanced_selection_draws_round_robin_over_collections() -> None:
         ("bach/b.mxl", "0000.mid"),
         ("folk/opus.abc", "0001.mid"),
     ]
+
+
+# ---------------------------------------------------------------------------------------------------------- resume
+
+
+def write_piano_corpus(folder: Path, pieces: int) -> Path:
+    """`pieces` short MIDI pieces under `folder/written/` (a `--piano-corpus-dir` of one source)."""
+    from symusic import Note, Score, Track
+
+    (folder / "written").mkdir(parents=True)
+    for number in range(pieces):
+        track = Track(name="piano", program=0)
+        for index in range(24):
+            pitch = 48 + (7 * number + 5 * index) % 24
+            track.notes.append(Note(time=240 * index, duration=240, pitch=pitch, velocity=80))
+        score = Score(480)
+        score.tracks.append(track)
+        score.dump_midi(folder / "written" / f"piece_{number:02d}.mid")
+    return folder
+
+
+def written_corpus_arguments(tmp_path: Path, output: str, **overrides) -> PretrainingArguments:
+    """A tiny MIDI-BERT on 13 written pieces (12 train, 1 held out), two rows a step: 6 steps an epoch. Without
+    dropout: its noise comes from the global RNG, which a resumed run restores as the checkpoint saved it, but the
+    new data-loader iterator of the resumed epoch then draws from it once more than an uninterrupted run does."""
+    fields = {
+        "output_dir": str(tmp_path / output),
+        "cache_dir": str(tmp_path / "cache"),
+        "piano_corpus_dir": str(tmp_path / "corpus"),
+        "no_emopia": True,
+        "no_vgmidi": True,
+        "no_music21": True,
+        "epochs": 2,
+        "batch_size": 2,
+        "max_positions": 32,
+        "hidden_size": 16,
+        "num_layers": 1,
+        "num_heads": 2,
+        "intermediate_size": 32,
+        "cp_embedding_size": 8,
+        "heldout_fraction": 0.05,
+        "log_every": 0,
+        "dropout": 0.0,
+    }
+    return PretrainingArguments(**{**fields, **overrides})
+
+
+class Killed(Exception):
+    """Stands for the process being killed right after a checkpoint was written."""
+
+
+def test_a_run_killed_mid_epoch_resumes_from_its_step_checkpoint_to_the_same_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--save-every-steps`: checkpoints within an epoch (`epoch_<done>_step_<step>`, beside the epoch ones and
+    pruned with them); `--resume` from one skips the batches of the epoch already trained on and ends where an
+    uninterrupted run ends: same held-out results, same weights."""
+    import poolingvq.pretraining as pretraining
+
+    write_piano_corpus(tmp_path / "corpus", pieces=13)
+    uninterrupted = pretrain(written_corpus_arguments(tmp_path, "uninterrupted", save_every_steps=4))
+    assert uninterrupted["steps"] == 12 and uninterrupted["epochs_run"] == 2
+    checkpoints = tmp_path / "uninterrupted" / "checkpoints"
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["epoch_0001_step_00000012", "epoch_0002"]
+
+    save_as_is = pretraining.save_checkpoint
+
+    def save_then_die(accelerator, checkpoint: Path, *args, **kwargs) -> None:
+        save_as_is(accelerator, checkpoint, *args, **kwargs)
+        if checkpoint.name == "epoch_0001_step_00000008":  # 2 steps into the second epoch
+            raise Killed
+
+    monkeypatch.setattr(pretraining, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        pretrain(written_corpus_arguments(tmp_path, "killed", save_every_steps=4))
+    killed = tmp_path / "killed"
+    assert sorted(path.name for path in (killed / "checkpoints").iterdir()) == [
+        "epoch_0001",
+        "epoch_0001_step_00000008",
+    ]
+    monkeypatch.setattr(pretraining, "save_checkpoint", save_as_is)
+    resumed = pretrain(written_corpus_arguments(tmp_path, "killed", save_every_steps=4, resume=True))
+    assert resumed["steps"] == 12 and resumed["best_epoch"] == uninterrupted["best_epoch"]
+    assert resumed["history"][0] == uninterrupted["history"][0]
+    second, expected = resumed["history"][1], uninterrupted["history"][1]
+    assert second["heldout"] == expected["heldout"] and second["step"] == expected["step"] == 12
+    assert (
+        second["train"]["steps"] == 4
+    )  # a resumed epoch's training figures cover the steps taken after resuming
+    for name, tensor in MidiBertForMaskedCP.load(tmp_path / "uninterrupted").state_dict().items():
+        assert torch.equal(MidiBertForMaskedCP.load(killed).state_dict()[name], tensor), name

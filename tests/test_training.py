@@ -1,4 +1,5 @@
-"""`poolingvq train` end to end on real EMOPIA clips (tiny preset, synthesized audio), and its resume."""
+"""`poolingvq train` end to end (tiny preset, synthesized audio): on clips the tests write themselves, and on real
+EMOPIA clips where `../shared` has them; its resume, its model folder and its flags."""
 
 from __future__ import annotations
 
@@ -8,16 +9,61 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from safetensors.torch import load_file
 from shared_data import DATA_DIR, needs_emopia
+from symusic import Note, Score, Track
 
+from poolingvq import QUADRANT_LABELS, PoolingVQForMusicEmotion
 from poolingvq.predict import load_pipeline
 from poolingvq.training import (
+    BEST_WEIGHTS_FILENAME,
+    TRAINED_PARTS,
     TrainingArguments,
     build_model,
     classification_metrics,
     modality_reliance,
     train,
 )
+
+#: How each quadrant's written clips sound: (lowest pitch, notes per beat, velocity), far apart so that a tiny
+#: model on random encoders tells them apart within a few epochs.
+QUADRANT_STYLES = {0: (76, 4, 110), 1: (40, 4, 120), 2: (36, 1, 50), 3: (64, 1, 45)}
+#: Written clips per quadrant in each split.
+WRITTEN_CLIPS = {"train": 8, "validation": 4, "test": 2}
+
+
+def write_clip(path: Path, label: int, variant: int) -> None:
+    """Two bars of one quadrant's style (`QUADRANT_STYLES`), its melody shifted by `variant`."""
+    lowest, per_beat, velocity = QUADRANT_STYLES[label]
+    step = 480 // per_beat
+    track = Track(name="piano", program=0)
+    for index in range(8 * per_beat):
+        pitch = lowest + (3 * variant + 5 * index) % 12
+        track.notes.append(Note(time=index * step, duration=step, pitch=pitch, velocity=velocity))
+    score = Score(480)
+    score.tracks.append(track)
+    score.dump_midi(path)
+
+
+@pytest.fixture(scope="module")
+def written_clips(tmp_path_factory) -> dict[str, list[dict]]:
+    """Clips in the form `load_split_clips` returns, from MIDI files written here: no `../shared` needed."""
+    folder = tmp_path_factory.mktemp("written-midi")
+    clips: dict[str, list[dict]] = {}
+    for split_index, (split, per_quadrant) in enumerate(WRITTEN_CLIPS.items()):
+        clips[split] = []
+        for label in range(4):
+            for number in range(per_quadrant):
+                clip_id = f"{QUADRANT_LABELS[label]}_{split}_{number}"
+                write_clip(folder / f"{clip_id}.mid", label, variant=100 * split_index + number)
+                clip = {
+                    "id": clip_id,
+                    "midi_path": str(folder / f"{clip_id}.mid"),
+                    "audio_path": None,
+                    "label": label,
+                }
+                clips[split].append(clip)
+    return clips
 
 
 def arguments(output_dir: Path, cache_dir: Path, **overrides) -> TrainingArguments:
@@ -44,6 +90,23 @@ def arguments(output_dir: Path, cache_dir: Path, **overrides) -> TrainingArgumen
     return TrainingArguments(**fields)
 
 
+def written_clip_arguments(output_dir: Path, cache_dir: Path, **overrides) -> TrainingArguments:
+    """The paper's recipe on the written clips with the tiny preset: 2-s clips, and a learning rate high enough for
+    the head to tell the quadrants apart within 20 epochs."""
+    fields = {
+        "data_dir": None,
+        "max_train_samples": None,
+        "max_eval_samples": None,
+        "epochs": 20,
+        "batch_size": 4,
+        "lr_head": 1e-2,
+        "max_audio_seconds": 2.0,
+        "early_stopping_patience": 20,
+        "progress": False,
+    }
+    return arguments(output_dir, cache_dir, **{**fields, **overrides})
+
+
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("feature-cache")
@@ -53,6 +116,48 @@ def cache_dir(tmp_path_factory) -> Path:
 def uninterrupted(tmp_path_factory, cache_dir) -> tuple[Path, dict]:
     output = tmp_path_factory.mktemp("run") / "uninterrupted"
     return output, train(arguments(output, cache_dir))
+
+
+@pytest.fixture(scope="module")
+def trained_on_written_clips(tmp_path_factory, cache_dir, written_clips) -> tuple[Path, dict]:
+    output = tmp_path_factory.mktemp("run") / "written"
+    return output, train(written_clip_arguments(output, cache_dir), written_clips)
+
+
+def test_train_takes_clips_and_its_model_folder_predicts_them_as_metrics_json_says(
+    trained_on_written_clips, written_clips
+):
+    output, metrics = trained_on_written_clips
+    assert json.loads((output / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    counts = {split: per_quadrant * 4 for split, per_quadrant in WRITTEN_CLIPS.items()}
+    assert metrics["train_clips"] == counts["train"]
+    assert (metrics["validation"]["count"], metrics["test"]["count"]) == (
+        counts["validation"],
+        counts["test"],
+    )
+    assert metrics["epochs_run"] == len(metrics["history"]) == 20
+    assert 1 <= metrics["best_epoch"] <= metrics["epochs_run"]
+    best = metrics["history"][metrics["best_epoch"] - 1]
+    assert best["val/macro_f1"] == max(epoch["val/macro_f1"] for epoch in metrics["history"])
+    assert best["val/macro_f1"] == pytest.approx(metrics["validation"]["macro_f1"])
+    losses = [epoch["train/loss"] for epoch in metrics["history"]]
+    assert min(losses[-5:]) < 0.8 * losses[0]
+    assert metrics["validation"]["accuracy"] > 0.5  # the quadrants sound far apart: it learnt them
+
+    # the folder loads on its own and holds the best epoch's trained weights
+    model = PoolingVQForMusicEmotion.from_pretrained(output)
+    for name, tensor in load_file(output / BEST_WEIGHTS_FILENAME).items():
+        assert name.split(".")[0] in TRAINED_PARTS
+        assert torch.equal(model.state_dict()[name], tensor), name
+    # from the MIDI files, through the pipeline: the test predictions metrics.json counted
+    classify, _ = load_pipeline(output)
+    labels = [clip["label"] for clip in written_clips["test"]]
+    predicted = [
+        QUADRANT_LABELS.index(classify(clip["midi_path"])[0]["label"]) for clip in written_clips["test"]
+    ]
+    again = classification_metrics(labels, predicted)
+    assert again["confusion_matrix"] == metrics["test"]["confusion_matrix"]
+    assert again["accuracy"] == metrics["test"]["accuracy"]
 
 
 @needs_emopia
@@ -70,9 +175,8 @@ def test_tiny_model_trains_on_real_clips_and_its_loss_falls(uninterrupted):
     assert set(reliance) == {"audio", "midi"} and all(0 <= value <= 1 for value in reliance.values())
 
 
-@needs_emopia
-def test_output_folder_is_a_documented_loadable_model(uninterrupted):
-    output, metrics = uninterrupted
+def test_output_folder_is_a_documented_loadable_model(trained_on_written_clips, written_clips):
+    output, metrics = trained_on_written_clips
     card = (output / "README.md").read_text()
     front_matter = yaml.safe_load(card.split("---")[1])
     # audio-classification's pipeline cannot give the model its MIDI: the card does not claim it (test_publish.py)
@@ -96,24 +200,24 @@ def test_output_folder_is_a_documented_loadable_model(uninterrupted):
         "distributed_type": "NO",
     }
     classify, _ = load_pipeline(output)
-    scores = classify(str(DATA_DIR / "emopia" / "midis" / "Q1_0vLPYiPN7qY_0.mid"))
+    scores = classify(written_clips["test"][0]["midi_path"])
     assert abs(sum(s["score"] for s in scores) - 1) < 1e-5
 
 
-@needs_emopia
-def test_resuming_from_a_mid_run_checkpoint_gives_the_same_result(uninterrupted, tmp_path, cache_dir):
-    _, expected = uninterrupted
+def test_resuming_from_a_mid_run_checkpoint_gives_the_same_result(
+    trained_on_written_clips, written_clips, tmp_path, cache_dir
+):
+    _, expected = trained_on_written_clips
     interrupted = tmp_path / "interrupted"
-    train(arguments(interrupted, cache_dir, epochs=1, save_model=False))
-    assert sorted(p.name for p in (interrupted / "checkpoints").iterdir()) == ["epoch_0001"]
-    resumed = train(arguments(interrupted, cache_dir, resume=True))
+    train(written_clip_arguments(interrupted, cache_dir, epochs=3, save_model=False), written_clips)
+    assert sorted(p.name for p in (interrupted / "checkpoints").iterdir()) == ["epoch_0002", "epoch_0003"]
+    resumed = train(written_clip_arguments(interrupted, cache_dir, resume=True), written_clips)
     assert resumed["history"] == expected["history"]
     assert resumed["test"] == expected["test"] and resumed["best_epoch"] == expected["best_epoch"]
 
 
-@needs_emopia
 def test_train_push_to_hub_uploads_the_model_folder_not_its_checkpoints_or_logs(
-    tmp_path, cache_dir, monkeypatch
+    tmp_path, cache_dir, written_clips, monkeypatch
 ):
     """`train --push-to-hub`: the repo is created before training (a bad token fails early, as with
     transformers.Trainer) and the model folder goes up when training ends, without checkpoints/, logs/ or the best
@@ -134,7 +238,7 @@ def test_train_push_to_hub_uploads_the_model_folder_not_its_checkpoints_or_logs(
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     output = tmp_path / "run"
-    train(arguments(output, cache_dir, epochs=1, push_to_hub="me/poolingvq-tiny"))
+    train(written_clip_arguments(output, cache_dir, epochs=1, push_to_hub="me/poolingvq-tiny"), written_clips)
     assert calls == [
         ("create_repo", "me/poolingvq-tiny", False),  # before the first checkpoint
         ("create_repo", "me/poolingvq-tiny", True),  # once more (exist_ok) as the upload starts
@@ -384,8 +488,9 @@ def test_train_refuses_encoders_that_never_loaded_weights(tmp_path, capsys):
         check_encoders_loaded(args, init_config(args))
 
 
-@needs_emopia
-def test_mixed_precision_comes_from_accelerate_unless_the_flag_is_given(tmp_path, cache_dir, monkeypatch):
+def test_mixed_precision_comes_from_accelerate_unless_the_flag_is_given(
+    tmp_path, cache_dir, written_clips, monkeypatch
+):
     """ACCELERATE_MIXED_PRECISION=bf16 (what `accelerate launch --mixed_precision bf16` and `accelerate config` set)
     trains under bf16 autocast on the CPU; an explicit --mixed-precision no wins over it."""
     from accelerate.state import AcceleratorState
@@ -405,16 +510,20 @@ def test_mixed_precision_comes_from_accelerate_unless_the_flag_is_given(tmp_path
     monkeypatch.setattr(training, "build_model", build_and_watch)
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
     small = {"max_train_samples": 8, "max_eval_samples": 4, "epochs": 1, "save_model": False}
+
+    def run(output: Path, **overrides) -> dict:
+        return train(written_clip_arguments(output, cache_dir, **small, **overrides), written_clips)
+
     AcceleratorState._reset_state(reset_partial_state=True)  # Accelerate's state is per process: start afresh
     try:
-        metrics = train(arguments(tmp_path / "from-env", cache_dir, **small))
+        metrics = run(tmp_path / "from-env")
         assert metrics["accelerate"]["mixed_precision"] == "bf16"
         assert head_dtypes and set(head_dtypes) == {torch.bfloat16}  # the head ran under bf16 autocast
         assert metrics["arguments"]["mixed_precision"] is None
 
         head_dtypes.clear()
         AcceleratorState._reset_state(reset_partial_state=True)
-        metrics = train(arguments(tmp_path / "flag", cache_dir, mixed_precision="no", **small))
+        metrics = run(tmp_path / "flag", mixed_precision="no")
         assert metrics["accelerate"]["mixed_precision"] == "no"
         assert head_dtypes and set(head_dtypes) == {torch.float32}
     finally:

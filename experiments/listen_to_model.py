@@ -40,21 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import pipeline
 
     import poolingvq  # noqa: F401  (registers the task)
+    from dataset_scripts.prepare import split_clips
     from poolingvq.listening import cue_responses
     from poolingvq.synthesis_poolingvq import synthesize_midi
     from poolingvq.training import classification_metrics
 
-    data = Path(args.data_dir)
-    split_file = {"test": "test.csv", "validation": "val.csv"}[args.split]
-    rows = [
-        line.split(",") for line in (data / "split_cls" / split_file).read_text().splitlines()[1:] if line
-    ]
-    clips = [(data / "midis" / f"{name}.mid", name.split("_")[0]) for name, *_ in rows][: args.max_clips]
+    split = split_clips("emopia", "paper", data_dir=args.data_dir)[args.split]
+    clips = [(Path(clip["midi_path"]), clip["label"]) for clip in split][: args.max_clips]
     classify = pipeline(
         "music-emotion", **({"model": args.model, "trust_remote_code": True} if args.model else {})
     )
     labels = list(classify.model.config.id2label.values())
-    truth = [labels.index(quadrant) for _, quadrant in clips]
+    truth = [label for _, label in clips]
     results: dict[str, object] = {"model": args.model or "embedded", "split": args.split, "clips": len(clips)}
 
     started = time.monotonic()

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .tokenization_poolingvq import CP_VOCAB_SIZES, PAD_TOKEN
+
 #: The four Russell quadrants, as EMOPIA and VGMIDI label them.
 QUADRANT_LABELS: tuple[str, ...] = ("Q1", "Q2", "Q3", "Q4")
 QUADRANT_MEANINGS: dict[str, str] = {
@@ -92,7 +94,7 @@ class MidiBertConfig(PreTrainedConfig):
 
     Args:
         cp_vocab_sizes: vocabulary size of each CP class, Bar / Position / Pitch / Duration (incl. PAD, MASK).
-        cp_pad_token: the padding row, `[2, 16, 86, 64]` in MIDI-BERT's dictionary.
+        cp_pad_token: the padding row (the tokenizer's `PAD_TOKEN`, `[2, 16, 86, 64]` in MIDI-BERT's dictionary).
         cp_embedding_size: width of each class embedding (256 in MIDI-BERT).
         hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, hidden_act,
         hidden_dropout_prob, attention_probs_dropout_prob, layer_norm_eps, initializer_range: BERT's.
@@ -103,8 +105,9 @@ class MidiBertConfig(PreTrainedConfig):
     model_type: ClassVar[str] = "poolingvq_midibert"
     base_config_key: ClassVar[str] = "midi_config"
 
-    cp_vocab_sizes: list[int] | tuple[int, ...] = (4, 18, 88, 66)
-    cp_pad_token: list[int] | tuple[int, ...] = (2, 16, 86, 64)
+    # the tokenizer's dictionary: an encoder reads the ids `CPMidiTokenizer` writes
+    cp_vocab_sizes: list[int] | tuple[int, ...] = CP_VOCAB_SIZES
+    cp_pad_token: list[int] | tuple[int, ...] = PAD_TOKEN
     cp_embedding_size: int = 256
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -290,18 +293,18 @@ class PoolingVQConfig(PreTrainedConfig):
         fusion_num_heads: heads of both cross-attentions (8; 768 / 8 = 96 per head).
         fusion_dropout: dropout on each cross-attention's output, before the residual sum.
         fusion_attention_dropout: dropout on the attention probabilities (0; the paper does not say). Dropping
-            entries of the `[B, heads, windows, tokens]` attention map costs three times the whole block's time on
-            CPU (0.56 s against 0.18 s forward + backward for a batch of 16 EMOPIA clips, 750 pooled windows by
-            512 MIDI tokens, 256 wide), as PyTorch's fused attention kernels do not take it; the output dropout
-            already regularises the fusion.
+            entries of the `[B, heads, windows, tokens]` attention map makes the whole block several times slower on
+            CPU, as PyTorch's fused attention kernels do not take it; the output dropout already regularises the
+            fusion.
         fusion_readout: what of the fusion the head reads. `"midi"`: the stage-2 sequence (MIDI tokens that have
             queried the note-aware audio), averaged over its tokens: the paper's figure, where stage 2's output is
             the last thing before the head. `"both"`: that, concatenated with the stage-1 sequence (pooled audio
             windows that have queried the MIDI) averaged over its windows. The paper does not say how the fused
             sequences become one vector. With `"midi"`, audio reaches the head only as a residual-normed average
             of 750 attended windows inside the MIDI stream, and an EMOPIA model (log-mel + small MIDI-BERT) learnt
-            to ignore it: giving each test clip another clip's audio moved its probabilities by 0.005 (total
-            variation), against 0.44 for another clip's MIDI. `"both"` gives the audio a direct path to the head.
+            to ignore it: giving each test clip another clip's audio hardly moved its probabilities, where another
+            clip's MIDI moved them a lot (`experiments/modality_reliance.py` measures this). `"both"` gives the
+            audio a direct path to the head.
         modality_dropout: probability, for each training piece, that one of its two modalities (audio or MIDI,
             equally likely) is hidden from the fusion and replaced by a learned "absent" token (0: the paper,
             which always has both). A model trained with it also answers when one modality is missing at

@@ -1,5 +1,6 @@
-"""`poolingvq demo`: the browser demo that shows what PoolingVQ hears. The Hugging Face Space (`space/app.py`)
-runs this same app, so the page a visitor meets and the one `poolingvq demo` launches cannot drift apart.
+"""`poolingvq demo`: the browser demo that shows what PoolingVQ hears. The Hugging Face Space (the `app.py` that
+`poolingvq export-space` writes) runs this same app, so the page a visitor meets and the one `poolingvq demo`
+launches cannot drift apart.
 
 For one piece (an audio file and/or a MIDI file) the page shows the four quadrants with their scores, the
 expected point on the valence-arousal plane, a figure in the spirit of the paper's Fig. 2 (the code of every

@@ -3,8 +3,8 @@ another key, and how a classifier's probabilities move.
 
 A model is judged as a listener would judge it: the same piece played faster or louder should sound more
 aroused (probability moving toward Q1/Q2, the high-arousal quadrants), slower or softer less so (toward Q3/Q4),
-and a transposition by a tone should rarely change the answer. Accuracy on a test split cannot show this: issue 7's
-model scored 0.44 and gave the same answer whatever the tempo or loudness of a piece.
+and a transposition by a tone should rarely change the answer. Accuracy on a test split cannot show this: a model can
+score above chance and still give the same answer whatever the tempo or loudness of a piece.
 
 Each variant changes one thing of the performance and nothing else:
 - tempo: every tempo event scaled (the notes stay on their beats; only the clock runs faster or slower);
@@ -109,7 +109,9 @@ def cue_responses(
     base_answer = [max(p, key=p.get) for p in base]
     figures: dict[str, Any] = {"pieces": len(originals)}
     for name in variants:
-        changed = [probabilities(classify({"midi": VARIANTS[name](score).dumps_midi()})) for score in originals]
+        changed = [
+            probabilities(classify({"midi": VARIANTS[name](score).dumps_midi()})) for score in originals
+        ]
         arousal = np.array([sum(p[label] for label in HIGH_AROUSAL) for p in changed])
         same = np.array([max(p, key=p.get) == answer for p, answer in zip(changed, base_answer, strict=True)])
         change = arousal - base_arousal

@@ -13,8 +13,9 @@ is written:
 - `README.md`: the Space's YAML (sdk gradio at the installed version, app_file, python_version, the model's
   licence and Hub id when it has them) and what the page does, naming the model and linking its card.
 
-`space/` in the repository is this command's output for the embedded model; a test checks it equals a fresh
-export, so after the code or the embedded model changes, run `poolingvq export-space space` again.
+The repository keeps no exported folder (it would be a second copy of the package and of the model's weights, stale
+after any change): export when publishing, e.g. `poolingvq export-space space && hf upload USER/SPACE space .
+--repo-type space`.
 """
 
 from __future__ import annotations

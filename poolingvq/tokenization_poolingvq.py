@@ -40,7 +40,7 @@ TOKENIZER_MODES: tuple[str, ...] = ("midibert", "rescaled")
 BAR_NEW, BAR_CONTINUE, BAR_PAD = 0, 1, 2
 #: The padding row `[Bar, Position, Pitch, Duration]` of MIDI-BERT's dictionary.
 PAD_TOKEN: tuple[int, int, int, int] = (2, 16, 86, 64)
-#: Classes per column, PAD and MASK included (as `MidiBertConfig.cp_vocab_sizes`).
+#: Classes per column, PAD and MASK included (`MidiBertConfig.cp_vocab_sizes` defaults to it).
 CP_VOCAB_SIZES: tuple[int, int, int, int] = (4, 18, 88, 66)
 
 #: MIDI-BERT's tick resolution: 480 ticks a beat, 4 beats a bar, 16 positions a bar (120 ticks apart).

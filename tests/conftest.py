@@ -16,3 +16,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
+
+
+import pytest  # noqa: E402  (after the environment above is set)
+
+
+@pytest.fixture(scope="session")
+def exported_space(tmp_path_factory):
+    """The Hugging Face Space folder for the embedded model, as `poolingvq export-space DIR` writes it (a build
+    output: the repository keeps no copy of it, so it can never be stale)."""
+    from poolingvq.space import export_space
+
+    folder = tmp_path_factory.mktemp("exported") / "space"
+    export_space(folder)
+    return folder

@@ -1,7 +1,7 @@
-"""The browser demo (`poolingvq.demo`, `space/`): the plain functions, a local launch driven by gradio_client
+"""The browser demo (`poolingvq.demo`, and the Space `poolingvq export-space` writes): the plain functions, a local launch driven by gradio_client
 (good, bad, good), and one end-to-end run in headless Chromium.
 
-The server is the Space's own `space/app.py`, launched once for the module on 127.0.0.1 and a free port.
+The server is the exported Space's own `app.py`, launched once for the module on 127.0.0.1 and a free port.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from poolingvq.examples import write_example_midi  # noqa: E402
 from poolingvq.predict import embedded_model_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SPACE = REPO / "space"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -188,20 +187,21 @@ def test_demo_command_launches_on_localhost_by_default(monkeypatch):
     assert isinstance(launched["demo"], gr.Blocks)
 
 
-def test_space_folder_is_a_gradio_space():
+def test_space_folder_is_a_gradio_space(exported_space):
     from huggingface_hub.repocard import metadata_load
 
-    card = metadata_load(SPACE / "README.md")
-    assert card["sdk"] == "gradio" and (SPACE / card["app_file"]).exists()
+    card = metadata_load(exported_space / "README.md")
+    assert card["sdk"] == "gradio" and (exported_space / card["app_file"]).exists()
     assert card["sdk_version"].split(".")[0] == gr.__version__.split(".")[0]  # the major version tested here
     # the embedded model has no Hub id yet: the card must not name one it doesn't run
     assert "models" not in card
-    lines = (SPACE / "requirements.txt").read_text().splitlines()
+    lines = (exported_space / "requirements.txt").read_text().splitlines()
     requirements = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     # poolingvq is not on PyPI: its code rides along in the folder (tests/test_space.py checks the rest)
     assert not any(r.split("==")[0] == "poolingvq" for r in requirements)
     assert (
-        any(r.startswith("matplotlib==") for r in requirements) and (SPACE / "poolingvq" / "demo.py").exists()
+        any(r.startswith("matplotlib==") for r in requirements)
+        and (exported_space / "poolingvq" / "demo.py").exists()
     )
 
 
@@ -238,9 +238,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server():
-    """The Space's own app (space/app.py), launched on 127.0.0.1; yields its URL."""
-    spec = importlib.util.spec_from_file_location("poolingvq_space_app", SPACE / "app.py")
+def server(exported_space):
+    """The Space's own app (`app.py` of `poolingvq export-space`), launched on 127.0.0.1; yields its URL."""
+    spec = importlib.util.spec_from_file_location("poolingvq_space_app", exported_space / "app.py")
     app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(app)
     launch_demo(

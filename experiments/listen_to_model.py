@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import pipeline
 
     import poolingvq  # noqa: F401  (registers the task)
-    from dataset_scripts.prepare import split_clips
+    from poolingvq.data.prepare import split_clips
     from poolingvq.listening import cue_responses
     from poolingvq.synthesis_poolingvq import synthesize_midi
     from poolingvq.training import classification_metrics

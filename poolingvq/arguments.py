@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-#: The data sets `prepare-dataset`, `train` and `experiment` know (dataset_scripts.prepare.DATASET_BUILDERS).
+#: The data sets `prepare-dataset`, `train` and `experiment` know (poolingvq.data.prepare.DATASET_BUILDERS).
 DATASETS = ("emopia", "vgmidi")
 #: The codebook sizes P of the paper's sweep (its Fig. 4).
 CODEBOOK_SIZES = (8, 16, 32, 64, 128, 256)

@@ -1,6 +1,6 @@
 """Cache keys shared by every cache of synthesized audio and of features: one description of "the same audio".
 
-Two caches hold audio synthesized from MIDI: the dataset builders' (`dataset_scripts`, FLAC files beside the
+Two caches hold audio synthesized from MIDI: the dataset builders' (`poolingvq.data`, FLAC files beside the
 prepared data) and the feature cache's (`features.py`, the encoders' features of that audio). Both key an entry
 by [`synthesis_settings`], so a change that alters the rendered samples (another soundfont, the retuning of its
 root keys, the sustain pedal, symusic's version, velocity rendering) gives new keys in both, and neither serves

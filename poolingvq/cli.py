@@ -77,7 +77,7 @@ def _add_prepare_dataset(sub: argparse._SubParsersAction) -> None:
         "prepare-dataset", help="EMOPIA / VGMIDI with their official splits -> DatasetDict + Parquet + card"
     )
     arguments.add_prepare_dataset_arguments(p)
-    p.set_defaults(handler="dataset_scripts.prepare:prepare_dataset_command")
+    p.set_defaults(handler="poolingvq.data.prepare:prepare_dataset_command")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:

@@ -4,7 +4,7 @@
 
 MIDI-BERT's official weights cannot always be downloaded. This module trains a stand-in from scratch:
 
-1. Corpus: the TRAINING split only of EMOPIA and of VGMIDI (`paper` configs of `dataset_scripts`; a training
+1. Corpus: the TRAINING split only of EMOPIA and of VGMIDI (`paper` configs of `poolingvq.data`; a training
    piece whose MIDI content equals a validation or test piece's is dropped too), plus the corpus bundled in
    music21's wheel (Bach, Palestrina, Beethoven quartets, thousands of folk tunes...; `pip install music21`),
    each work converted once to MIDI in the cache folder. Everything is tokenized with
@@ -218,7 +218,7 @@ def emotion_training_pieces(
     Returns:
         (pieces, counts): counts has the split sizes and how many training pieces were dropped.
     """
-    from dataset_scripts import EmopiaBuilder, VgmidiBuilder
+    from .data import EmopiaBuilder, VgmidiBuilder
 
     builder_class = {"emopia": EmopiaBuilder, "vgmidi": VgmidiBuilder}[source]
     builder = builder_class(

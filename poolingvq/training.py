@@ -8,7 +8,7 @@ Devices, process count and mixed precision are Accelerate's: `accelerate launch`
 ETA during feature extraction, every epoch and every evaluation) come from the main process only.
 
 One run (`train`; each step is a function of its own, and `train(args, clips)` takes any clips):
-1. the data set's official split (`dataset_scripts`, `load_split_clips`), audio from the user's folder or
+1. the data set's official split (`poolingvq.data`, `load_split_clips`), audio from the user's folder or
    synthesized from the MIDI;
 2. the frozen encoders run once per clip into the feature cache (`features.py`), sharded over processes
    (`prepare_features`);
@@ -384,30 +384,9 @@ def load_split_clips(args: TrainingArguments) -> dict[str, list[dict[str, Any]]]
             config=args.config,
             files_dir=feature_cache_dir(args) / FILES_FOLDER,
         )
-    from dataset_scripts import EmopiaBuilder, VgmidiBuilder
+    from .data.prepare import split_clips
 
-    builder_class = {"emopia": EmopiaBuilder, "vgmidi": VgmidiBuilder}[args.dataset]
-    builder = builder_class(
-        config_name=args.config,
-        data_dir=args.data_dir,
-        audio_dir=args.audio_dir,
-        synthesize_audio=False,  # the feature extraction synthesizes, and its cache key says how
-    )
-    builder.download_and_prepare()
-    splits = builder.as_dataset()
-    clips = {}
-    for name, data in splits.items():
-        rows = data.remove_columns([c for c in ("midi",) if c in data.column_names])
-        clips[name] = [
-            {
-                "id": row["id"],
-                "midi_path": row["midi_path"],
-                "audio_path": row["audio_path"],
-                "label": row["label"],
-            }
-            for row in rows
-        ]
-    return clips
+    return split_clips(args.dataset, args.config, data_dir=args.data_dir, audio_dir=args.audio_dir)
 
 
 def subset(items: Sequence[Any], count: int | None, seed: int) -> list[Any]:
@@ -1140,7 +1119,7 @@ def training_flags(args: TrainingArguments) -> list[str]:
     return flags
 
 
-#: Each data set's name, home page and licence (the licence as `dataset_scripts` states it, a Hub licence id).
+#: Each data set's name, home page and licence (the licence as `poolingvq.data` states it, a Hub licence id).
 #: Neither is on the Hub under an id of its own, so the card names them in its text and gives no `datasets:`.
 DATASET_CARDS = {
     "emopia": ("EMOPIA", "https://annahung31.github.io/EMOPIA/", "cc-by-nc-sa-4.0"),

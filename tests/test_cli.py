@@ -101,7 +101,7 @@ def test_source_fields_refuse_a_default_that_is_not_a_literal(tmp_path):
 
 
 def test_light_constants_agree_with_the_code_that_uses_them():
-    from dataset_scripts.prepare import DATASET_BUILDERS
+    from poolingvq.data.prepare import DATASET_BUILDERS
 
     assert arguments.DATASETS == tuple(sorted(DATASET_BUILDERS))
 

@@ -1,4 +1,4 @@
-"""Tests of dataset_scripts/ (common.py, emopia.py, vgmidi.py): the EMOPIA and VGMIDI builders.
+"""Tests of poolingvq/data/ (common.py, emopia.py, vgmidi.py): the EMOPIA and VGMIDI builders.
 
 Three groups:
 - on the real data in ../shared/data (skipped when absent): split sizes, per-quadrant counts computed here from
@@ -29,7 +29,7 @@ import soundfile
 from shared_data import DATA_DIR, needs_data
 from symusic import Note, Score, Track
 
-from dataset_scripts import EmopiaBuilder, VgmidiBuilder, common
+from poolingvq.data import EmopiaBuilder, VgmidiBuilder, common
 from poolingvq.errors_poolingvq import PoolingVQInputError
 
 QUADRANTS = ["Q1", "Q2", "Q3", "Q4"]
@@ -269,7 +269,7 @@ def test_prepared_data_is_reused_with_its_report(
         synthesize_audio=False,
         cache_dir=str(real_cache),
     )
-    with caplog.at_level("WARNING", logger="dataset_scripts.common"):
+    with caplog.at_level("WARNING", logger="poolingvq.data.common"):
         again.download_and_prepare()
     assert not caplog.records  # nothing was generated again, so nothing logged again
     assert again.problems == first.problems and again.stats == first.stats

@@ -28,7 +28,7 @@ FOLDER = EMBEDDED_MODEL_DIR
 
 def emopia_test_clips() -> list[dict]:
     """EMOPIA's `paper` test clips, as the builder reads them (the split that the card's figures are on)."""
-    from dataset_scripts.prepare import split_clips
+    from poolingvq.data.prepare import split_clips
 
     return split_clips("emopia", "paper", data_dir=str(DATA_DIR / "emopia"))["test"]
 

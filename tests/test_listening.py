@@ -252,7 +252,9 @@ def test_cue_responses_measure_the_direction_of_change(tmp_path: Path) -> None:
     """A stand-in classifier that hears only loudness (the mean velocity) answers louder -> Q2, softer -> Q3."""
 
     def classify(piece: dict) -> list[dict]:
-        velocity = np.mean([note.velocity for track in load_score(piece["midi"]).tracks for note in track.notes])
+        velocity = np.mean(
+            [note.velocity for track in load_score(piece["midi"]).tracks for note in track.notes]
+        )
         arousal = float(np.clip((velocity - 20) / 100, 0, 1))
         return [
             {"label": "Q2", "score": arousal},

@@ -1,4 +1,4 @@
-"""Tests of dataset_scripts/prepare.py: `poolingvq prepare-dataset`, called as the CLI calls it."""
+"""Tests of poolingvq/data/prepare.py: `poolingvq prepare-dataset`, called as the CLI calls it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from huggingface_hub import DatasetCard
 from shared_data import DATA_DIR, needs_data
 from symusic import Note, Score, Track
 
-from dataset_scripts.prepare import add_prepare_dataset_arguments, prepare_dataset_command
+from poolingvq.data.prepare import add_prepare_dataset_arguments, prepare_dataset_command
 from poolingvq.errors_poolingvq import PoolingVQInputError
 
 CLIPS = {"train": ["Q1_songa_0", "Q2_songb_0", "Q3_songc_0"], "val": ["Q4_songd_0"], "test": ["Q1_songe_0"]}

@@ -179,7 +179,7 @@ def datasets_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @needs_data
 @pytest.mark.parametrize("source", ["emopia", "vgmidi"])
 def test_corpus_takes_training_pieces_only(source: str, datasets_cache: Path) -> None:
-    from dataset_scripts import EmopiaBuilder, VgmidiBuilder
+    from poolingvq.data import EmopiaBuilder, VgmidiBuilder
 
     pieces, counts = emotion_training_pieces(source, DATA_DIR / source, datasets_cache)
     builder_class = {"emopia": EmopiaBuilder, "vgmidi": VgmidiBuilder}[source]

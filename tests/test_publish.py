@@ -261,8 +261,8 @@ def test_card_metadata_holds_licence_base_model_and_no_fake_dataset_ids(tmp_path
     assert "base_model" not in meta and meta["license"] == "unknown"
 
 
-def test_card_licences_are_the_dataset_scripts():
-    from dataset_scripts import EmopiaBuilder, VgmidiBuilder
+def test_card_licences_are_the_dataset_builders():
+    from poolingvq.data import EmopiaBuilder, VgmidiBuilder
 
     assert DATASET_CARDS["emopia"][2] == EmopiaBuilder.LICENSE
     assert DATASET_CARDS["vgmidi"][2] == VgmidiBuilder.LICENSE

@@ -16,9 +16,9 @@ from shared_data import DATA_DIR, needs_emopia
 from test_hub import COMMIT_A, cache_repo, hub_cache  # noqa: F401  (hub_cache: a fixture)
 from test_prepare_dataset import CLIPS, parse, small_emopia
 
-from dataset_scripts.prepare import prepare_dataset_command
 from poolingvq.cache_keys import file_sha256
 from poolingvq.cli import build_parser
+from poolingvq.data.prepare import prepare_dataset_command
 from poolingvq.errors_poolingvq import PoolingVQInputError
 from poolingvq.features import clip_key
 from poolingvq.training import TrainingArguments, load_split_clips, train

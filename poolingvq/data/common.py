@@ -49,11 +49,11 @@ import datasets
 import numpy as np
 import soundfile
 
-from poolingvq.cache_keys import file_sha256, key_of, synthesis_settings
-from poolingvq.configuration_poolingvq import QUADRANT_LABELS
-from poolingvq.errors_poolingvq import PoolingVQInputError
-from poolingvq.files_poolingvq import ORPHANED_TEMP_FILE_SECONDS, atomic_path, remove_orphaned_temp_files
-from poolingvq.tokenization_poolingvq import MIDI_SUFFIXES, parse_midi_bytes, read_midi_file
+from ..cache_keys import file_sha256, key_of, synthesis_settings
+from ..configuration_poolingvq import QUADRANT_LABELS
+from ..errors_poolingvq import PoolingVQInputError
+from ..files_poolingvq import ORPHANED_TEMP_FILE_SECONDS, atomic_path, remove_orphaned_temp_files
+from ..tokenization_poolingvq import MIDI_SUFFIXES, parse_midi_bytes, read_midi_file
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class SynthesisSettings:
 def render_midi_audio(midi_bytes: bytes, settings: SynthesisSettings) -> np.ndarray:
     """Synthesize a MIDI file to mono float32 audio [num_samples] with the project's synthesizer."""
     # Imported here: synthesis pulls in the synthesizer's dependencies, which most uses of the builders skip.
-    from poolingvq.synthesis_poolingvq import synthesize_midi
+    from ..synthesis_poolingvq import synthesize_midi
 
     return synthesize_midi(
         midi_bytes,

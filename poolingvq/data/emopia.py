@@ -26,8 +26,7 @@ from typing import Any
 
 import datasets
 
-from poolingvq.errors_poolingvq import PoolingVQInputError
-
+from ..errors_poolingvq import PoolingVQInputError
 from .common import MusicEmotionBuilder, MusicEmotionConfig, read_csv_rows
 
 EMOPIA_ARCHIVE_URL = "https://zenodo.org/records/5090631/files/EMOPIA_1.0.zip"

@@ -32,10 +32,9 @@ from typing import Any
 import datasets
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from poolingvq.arguments import add_prepare_dataset_arguments  # noqa: F401  (its flags, defined without datasets)
-from poolingvq.errors_poolingvq import PoolingVQInputError
-from poolingvq.files_poolingvq import atomic_directory, remove_orphaned_temp_files
-
+from ..arguments import add_prepare_dataset_arguments  # noqa: F401  (its flags, defined without datasets)
+from ..errors_poolingvq import PoolingVQInputError
+from ..files_poolingvq import atomic_directory, remove_orphaned_temp_files
 from .common import MusicEmotionBuilder, format_report
 from .emopia import EmopiaBuilder
 from .vgmidi import VgmidiBuilder

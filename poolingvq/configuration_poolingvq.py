@@ -169,6 +169,12 @@ class LogMelConfig(PreTrainedConfig):
             valence, but it is a relation between pitch classes: the same chord in another key has another chroma
             vector, and no linear map of the chroma tells major from minor in every key. Needs `num_chroma_bins`
             12.
+        chroma_reference: `"absolute"`: chroma bin 0 is C. `"key"`: bin 0 is the tonic of the key that correlates
+            best over the same window (needs `key_profile_seconds`), so the chroma holds scale degrees. A piece
+            transposed by a tone is the same piece to a listener; with absolute chroma its 12 bins are rolled, and
+            a model trained on 767 clips, which cannot have met every melody in every key, may answer otherwise.
+            Scale degrees keep harmony (which degrees sound) and drop the key, which says little about emotion on
+            its own. The paper's MERT has no chroma, so no such choice.
     """
 
     model_type: ClassVar[str] = "poolingvq_logmel"
@@ -187,6 +193,7 @@ class LogMelConfig(PreTrainedConfig):
     chroma_n_fft: int = 4096
     onset_strength: bool = False
     key_profile_seconds: float = 0.0
+    chroma_reference: str = "absolute"
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
@@ -196,6 +203,14 @@ class LogMelConfig(PreTrainedConfig):
         if self.num_chroma_bins not in (0, 12, 24, 36):
             raise ValueError(
                 f"num_chroma_bins={self.num_chroma_bins!r}: 0, or 12 (or 24, 36) bins per octave"
+            )
+        if self.chroma_reference not in ("absolute", "key"):
+            raise ValueError(f"chroma_reference={self.chroma_reference!r}: choose 'absolute' or 'key'")
+        if self.chroma_reference == "key" and not (
+            self.num_chroma_bins == 12 and self.key_profile_seconds > 0
+        ):
+            raise ValueError(
+                "chroma_reference='key' needs the key: num_chroma_bins=12 and key_profile_seconds > 0"
             )
 
     @property

@@ -27,6 +27,17 @@ def key_profiles() -> torch.Tensor:
     return torch.stack(columns, dim=1)
 
 
+def rotate_to_tonic(chroma: torch.Tensor, correlations: torch.Tensor) -> torch.Tensor:
+    """`[B, T, 12]` chroma, `[B, T, 24]` key correlations -> the chroma as scale degrees: each frame rolled so that
+    the tonic of its best-correlating key (major or minor) is bin 0. Transposing the music then leaves these bins
+    unchanged wherever the key is found, as a listener hears a melody in any key as the same melody."""
+    tonic = (
+        correlations.argmax(-1) % 12
+    )  # [B, T]: profiles are ordered from C up by semitones, major then minor
+    degrees = (torch.arange(12, device=chroma.device) + tonic[..., None]) % 12  # [B, T, 12]
+    return chroma.gather(-1, degrees)
+
+
 class LogMelEncoder(nn.Module):
     """Waveform `[B, S]` -> frames `[B, T, hidden_size]` at `sampling_rate / hop_length` frames/s: log-mel,
     then (when configured) chroma and onset strength; see [`LogMelConfig`] for what each part is for.
@@ -110,9 +121,17 @@ class LogMelEncoder(nn.Module):
         parts = [log_mel]
         if config.num_chroma_bins:
             chroma = self._chroma(waveform, frames)
-            parts.append(chroma)
             if getattr(config, "key_profile_seconds", 0) > 0:
-                parts.append(self._key_correlations(chroma, real))
+                correlations = self._key_correlations(chroma, real)  # [B, T, 24]
+                if getattr(config, "chroma_reference", "absolute") == "key":
+                    chroma = rotate_to_tonic(chroma, correlations)
+                parts.append(chroma)
+                # the best major and the best minor correlation: mode, whatever the key
+                parts.append(
+                    torch.stack([correlations[..., :12].amax(-1), correlations[..., 12:].amax(-1)], -1)
+                )
+            else:
+                parts.append(chroma)
         if config.onset_strength:
             parts.append(self._onset_strength(log_mel))
         log_mel = torch.cat(parts, dim=-1) if len(parts) > 1 else log_mel
@@ -138,8 +157,9 @@ class LogMelEncoder(nn.Module):
         return chroma / chroma.amax(-1, keepdim=True).clamp_min(1e-6)
 
     def _key_correlations(self, chroma: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
-        """`[B, T, 12]` chroma -> `[B, T, 2]`: the best correlation of the chroma averaged over a centred window of
-        `key_profile_seconds` with a major key profile, and with a minor one (0 where the window is silent)."""
+        """`[B, T, 12]` chroma -> `[B, T, 24]`: Pearson's correlation of the chroma averaged over a centred window
+        of `key_profile_seconds` with each of the 12 major then the 12 minor key profiles (0 where the window is
+        silent)."""
         if real is not None:
             chroma = chroma * real[..., None]
         width = max(
@@ -152,8 +172,7 @@ class LogMelEncoder(nn.Module):
         centred = smoothed - smoothed.mean(-1, keepdim=True)
         spread = centred.square().mean(-1, keepdim=True).sqrt()
         correlations = (centred / spread.clamp_min(1e-6)) @ self.key_profiles / 12  # [B, T, 24], Pearson's r
-        correlations = correlations * (spread > 1e-4)  # a silent window has no key
-        return torch.stack([correlations[..., :12].amax(-1), correlations[..., 12:].amax(-1)], dim=-1)
+        return correlations * (spread > 1e-4)  # a silent window has no key
 
     @staticmethod
     def _onset_strength(log_mel: torch.Tensor) -> torch.Tensor:

@@ -86,6 +86,25 @@ def test_key_profiles_tell_major_from_minor_in_any_key() -> None:
         assert major[0] - major[1] > minor[0] - minor[1], root
 
 
+def test_key_relative_chroma_is_the_same_in_any_key() -> None:
+    """`chroma_reference="key"`: scale degrees. The same chords a tone or a fourth higher give the same degrees,
+    where the absolute chroma is rolled by 2 or 5 bins."""
+    absolute = encoder(level="absolute", num_chroma_bins=12, key_profile_seconds=3.0)
+    relative = encoder(level="absolute", num_chroma_bins=12, key_profile_seconds=3.0, chroma_reference="key")
+    relative.load_state_dict(absolute.state_dict())
+    original = synthesize_midi(chords(60), level="velocity")
+    for shift in (2, 5):
+        moved = synthesize_midi(chords(60 + shift), level="velocity")
+        plain = [features(absolute, clip)[60:240, 128:140].mean(0) for clip in (original, moved)]
+        degrees = [features(relative, clip)[60:240, 128:140].mean(0) for clip in (original, moved)]
+        assert int(plain[1].argmax()) == (int(plain[0].argmax()) + shift) % 12  # rolled with the music
+        # the piano's timbre differs a little by register, so "the same" is: far closer than the absolute bins
+        assert (degrees[0] - degrees[1]).norm() < 0.3 * (plain[0] - plain[1]).norm(), shift
+        assert int(degrees[0].argmax()) == int(degrees[1].argmax()) == 0  # C major chords: the tonic is loudest
+    with pytest.raises(ValueError, match="needs the key"):
+        encoder(num_chroma_bins=12, chroma_reference="key")
+
+
 def test_onset_strength_counts_notes() -> None:
     front_end = encoder(level="absolute", onset_strength=True)
     sparse = features(front_end, synthesize_midi(chords(per_beat=1), level="velocity"))[:, -1].mean()

@@ -121,17 +121,14 @@ class LogMelEncoder(nn.Module):
         parts = [log_mel]
         if config.num_chroma_bins:
             chroma = self._chroma(waveform, frames)
+            modes = []
             if getattr(config, "key_profile_seconds", 0) > 0:
                 correlations = self._key_correlations(chroma, real)  # [B, T, 24]
                 if getattr(config, "chroma_reference", "absolute") == "key":
                     chroma = rotate_to_tonic(chroma, correlations)
-                parts.append(chroma)
                 # the best major and the best minor correlation: mode, whatever the key
-                parts.append(
-                    torch.stack([correlations[..., :12].amax(-1), correlations[..., 12:].amax(-1)], -1)
-                )
-            else:
-                parts.append(chroma)
+                modes = [torch.stack([correlations[..., :12].amax(-1), correlations[..., 12:].amax(-1)], -1)]
+            parts += [chroma, *modes]
         if config.onset_strength:
             parts.append(self._onset_strength(log_mel))
         log_mel = torch.cat(parts, dim=-1) if len(parts) > 1 else log_mel

@@ -100,7 +100,9 @@ def test_key_relative_chroma_is_the_same_in_any_key() -> None:
         assert int(plain[1].argmax()) == (int(plain[0].argmax()) + shift) % 12  # rolled with the music
         # the piano's timbre differs a little by register, so "the same" is: far closer than the absolute bins
         assert (degrees[0] - degrees[1]).norm() < 0.3 * (plain[0] - plain[1]).norm(), shift
-        assert int(degrees[0].argmax()) == int(degrees[1].argmax()) == 0  # C major chords: the tonic is loudest
+        assert (
+            int(degrees[0].argmax()) == int(degrees[1].argmax()) == 0
+        )  # C major chords: the tonic is loudest
     with pytest.raises(ValueError, match="needs the key"):
         encoder(num_chroma_bins=12, chroma_reference="key")
 

@@ -14,6 +14,7 @@ import torch
 from shared_data import DATA_DIR, needs_data
 
 from poolingvq.configuration_poolingvq import TINY_MIDI_CONFIG, MidiBertConfig
+from poolingvq.errors_poolingvq import PoolingVQInputError
 from poolingvq.midibert_poolingvq import MidiBertModel
 from poolingvq.pretraining import (
     MASK_TOKEN,
@@ -29,6 +30,7 @@ from poolingvq.pretraining import (
     emotion_training_pieces,
     evaluate_masked,
     heldout_pieces,
+    load_corpus_file,
     mask_cp_tokens,
     masked_cp_loss,
     most_frequent_words,
@@ -466,3 +468,52 @@ def test_a_run_killed_mid_epoch_resumes_from_its_step_checkpoint_to_the_same_mod
     )  # a resumed epoch's training figures cover the steps taken after resuming
     for name, tensor in MidiBertForMaskedCP.load(tmp_path / "uninterrupted").state_dict().items():
         assert torch.equal(MidiBertForMaskedCP.load(killed).state_dict()[name], tensor), name
+
+
+# ---------------------------------------------------------------------------------------------------------- corpus file
+
+
+def test_an_exported_corpus_trains_without_the_midi_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`--export-corpus` writes the corpus as one small file; `--corpus-file` trains on it where the MIDI files are
+    not (a rented GPU): the same rows, pieces, key, hold-out and model as a run that builds the corpus itself."""
+    import shutil
+
+    from poolingvq.cli import main as cli
+
+    write_piano_corpus(tmp_path / "corpus", pieces=13)
+    exported = tmp_path / "corpus.npz"
+    args = written_corpus_arguments(tmp_path, "built")
+    flags = ["pretrain-midi", "--piano-corpus-dir", args.piano_corpus_dir, "--cache-dir", args.cache_dir]
+    flags += ["--max-positions", "32"]
+    assert cli([*flags, "--no-emopia", "--no-vgmidi", "--no-music21", "--export-corpus", str(exported)]) == 0
+    assert (
+        "13 pieces" in capsys.readouterr().out and not (tmp_path / "built").exists()
+    )  # exported, not trained
+
+    built = build_corpus(args, Path(args.cache_dir))
+    loaded = load_corpus_file(exported)
+    assert loaded.tokens.dtype == built.tokens.dtype == np.int64 and np.array_equal(
+        loaded.tokens, built.tokens
+    )
+    assert np.array_equal(loaded.row_piece, built.row_piece) and loaded.row_piece.dtype == np.int64
+    assert (loaded.pieces, loaded.counts, loaded.key) == (built.pieces, built.counts, built.key)
+
+    from_sources = pretrain(args)
+    shutil.rmtree(tmp_path / "corpus")  # the MIDI files are gone: only the exported file is left
+    from_file = pretrain(
+        written_corpus_arguments(tmp_path, "from_file", piano_corpus_dir=None, corpus_file=str(exported))
+    )
+    assert from_file["corpus"]["key"] == from_sources["corpus"]["key"]
+    assert from_file["history"] == from_sources["history"]
+    with pytest.raises(PoolingVQInputError, match="rows hold 32 tokens, --max-positions is 64"):
+        pretrain(written_corpus_arguments(tmp_path, "longer", corpus_file=str(exported), max_positions=64))
+
+
+def test_a_file_that_is_not_an_exported_corpus_is_named(tmp_path: Path) -> None:
+    (tmp_path / "notes.npz").write_bytes(b"not a zip")
+    np.savez(tmp_path / "other.npz", tokens=np.zeros(3))
+    for name in ("notes.npz", "other.npz", "missing.npz"):
+        with pytest.raises(PoolingVQInputError, match="not a corpus written by --export-corpus"):
+            load_corpus_file(tmp_path / name)

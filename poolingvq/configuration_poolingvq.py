@@ -334,6 +334,11 @@ class PoolingVQConfig(PreTrainedConfig):
             loudness (`LogMelConfig(level="absolute")`), since a louder frame is the same mel shape shifted up.
         classifier_dropout: dropout before the fully connected head.
         freeze_encoders: keep both encoders frozen (the paper). They then always run in eval mode.
+        finetune_midi_encoder: train the MIDI encoder with the head (False: the paper). The paper freezes large
+            pre-trained encoders; ours can be small and trained here (the `offline` preset's MIDI-BERT is 4 layers
+            x 256), and MIDI-BERT's own emotion results come from fine-tuning it. When True the MIDI encoder keeps
+            its gradients and follows train/eval mode while the audio encoder stays frozen (as `freeze_encoders`
+            keeps it); `poolingvq train --finetune-midi-encoder` then feeds it CP tokens, not cached features.
         label_meanings: what each quadrant means, for people reading predictions.
     """
 
@@ -370,6 +375,7 @@ class PoolingVQConfig(PreTrainedConfig):
     audio_normalization: str = "layer"
     classifier_dropout: float = 0.1
     freeze_encoders: bool = True
+    finetune_midi_encoder: bool = False
     label_meanings: dict[str, str] | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:

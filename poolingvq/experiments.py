@@ -143,15 +143,20 @@ PATH_FIELDS = (
 
 #: TrainingArguments fields that change how a run is shown, allowed or published, never its result
 PRESENTATION_FIELDS = ("progress", "allow_random_encoders", "push_to_hub", "hub_private_repo")
+#: TrainingArguments fields that change nothing unless the run fine-tunes its MIDI encoder (added after runs were
+#: recorded without them: a run that does not fine-tune is compared without them, so those records still match)
+MIDI_FINETUNING_FIELDS = ("finetune_midi_encoder", "lr_midi_encoder", "weight_decay_midi_encoder")
 
 
 def comparable(arguments: dict[str, Any]) -> dict[str, Any]:
     """The arguments as compared: paths resolved, presentation fields left out, and unset (None) fields left out,
-    so that a run recorded before an optional flag existed still matches a run that does not give it."""
+    so that a run recorded before an optional flag existed still matches a run that does not give it (and so are
+    the MIDI-encoder fine-tuning fields of a run that does not fine-tune)."""
+    unused = () if arguments.get("finetune_midi_encoder") else MIDI_FINETUNING_FIELDS
     resolved = {
         name: value
         for name, value in arguments.items()
-        if value is not None and name not in PRESENTATION_FIELDS
+        if value is not None and name not in PRESENTATION_FIELDS and name not in unused
     }
     for name in PATH_FIELDS:
         value = resolved.get(name)

@@ -44,7 +44,10 @@ but the cost.
 
 Training then reads the cache through [`CachedFeatureDataset`] and [`collate_cached_features`], whose batches
 are exactly the feature keyword arguments of `PoolingVQForMusicEmotion.forward`, and starts the codebook from
-a seeded random half of the training clips with [`init_codebook_from_cache`].
+a seeded random half of the training clips with [`init_codebook_from_cache`]. A run that trains the MIDI encoder
+with the head (`PoolingVQConfig.finetune_midi_encoder`) cannot read cached MIDI features: its batches carry the
+clips' CP tokens instead (`midi_token_sequences`, tokenized as extraction tokenizes them, `tokenize_clip_midi`),
+beside the cached audio features.
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ from .feature_extraction_poolingvq import PoolingVQFeatureExtractor, load_audio
 from .modeling_poolingvq import FeatureStandardization, PoolingVQForMusicEmotion
 from .quantization_poolingvq import PoolingVQQuantizer
 from .synthesis_poolingvq import synthesize_midi
-from .tokenization_poolingvq import CPMidiTokenizer, join_rows
+from .tokenization_poolingvq import PAD_TOKEN, CPMidiTokenizer, join_rows
 
 logger = logging.getLogger(__name__)
 
@@ -475,11 +478,34 @@ class _ClipPreparation(Dataset):
                     max_seconds=extractor.max_seconds,
                     **self.synthesis_kwargs,
                 )
-            prepared.tokens = self.tokenizer(clip["midi_path"], max_rows=self.max_midi_rows)
+            prepared.tokens = tokenize_clip_midi(self.tokenizer, clip["midi_path"], self.max_midi_rows)
         except PoolingVQInputError as error:
             prepared.waveform = prepared.tokens = None
             prepared.error = str(error)
         return prepared
+
+
+def tokenize_clip_midi(
+    tokenizer: CPMidiTokenizer, midi_path: str | os.PathLike, max_midi_rows: int
+) -> np.ndarray:
+    """A clip's CP token rows as extraction encodes them, int64 [N <= max_midi_rows, L, 4] (`join_rows` makes them
+    the one sequence the model reads): the one tokenization of a clip's MIDI for the cache and for training that
+    fine-tunes the MIDI encoder on tokens (`midi_token_sequences`)."""
+    return tokenizer(midi_path, max_rows=max_midi_rows)
+
+
+def midi_token_sequences(
+    midi_paths: Sequence[str | os.PathLike], tokenizer: CPMidiTokenizer, max_midi_rows: int
+) -> list[torch.Tensor]:
+    """Each MIDI file's kept rows joined into one token sequence, int64 [T_i, 4] (real tokens only), as
+    `_encode_midi` joins them before the encoder: the inputs of a MIDI encoder trained with the head. A path given
+    more than once (a clip's `--extra-soundfonts` renderings) is tokenized once and shares its tensor."""
+    sequences: dict[str, torch.Tensor] = {}
+    for path in map(str, midi_paths):
+        if path not in sequences:
+            rows = tokenize_clip_midi(tokenizer, path, max_midi_rows)
+            sequences[path] = torch.from_numpy(join_rows(rows))
+    return [sequences[str(path)] for path in midi_paths]
 
 
 def _as_list(batch: list[_PreparedClip]) -> list[_PreparedClip]:
@@ -710,7 +736,9 @@ def _encode_midi(
 
 class CachedFeatureDataset(Dataset):
     """Cached features as a torch Dataset: item `i` is `{"audio_features": [T, D], "midi_features": [L, D],
-    "labels": int}` (fp16 features; no `labels` when `labels` is None).
+    "labels": int}` (fp16 features; no `labels` when `labels` is None). With `midi_tokens` the MIDI side is the
+    clip's CP tokens instead, `"midi_input_ids": [T, 4]` (int64, real tokens), for a MIDI encoder trained with the
+    head; the audio side stays cached.
 
     Reads one entry per item, so memory does not grow with the dataset. Batch with
     [`collate_cached_features`].
@@ -719,14 +747,24 @@ class CachedFeatureDataset(Dataset):
         cache: the feature cache.
         keys: the clips' keys (e.g. `ExtractionResult.cached_keys`).
         labels: one class index per key, or None.
+        midi_tokens: one token sequence [T_i, 4] per key (`midi_token_sequences`), or None (cached MIDI features).
     """
 
-    def __init__(self, cache: FeatureCache, keys: Sequence[str], labels: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        cache: FeatureCache,
+        keys: Sequence[str],
+        labels: Sequence[int] | None = None,
+        midi_tokens: Sequence[torch.Tensor] | None = None,
+    ) -> None:
         if labels is not None and len(labels) != len(keys):
             raise ValueError(f"{len(keys)} keys but {len(labels)} labels")
+        if midi_tokens is not None and len(midi_tokens) != len(keys):
+            raise ValueError(f"{len(keys)} keys but {len(midi_tokens)} MIDI token sequences")
         self.cache = cache
         self.keys = list(keys)
         self.labels = None if labels is None else [int(label) for label in labels]
+        self.midi_tokens = None if midi_tokens is None else list(midi_tokens)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -738,7 +776,11 @@ class CachedFeatureDataset(Dataset):
                 f"no intact cached features for key {self.keys[index]} in {self.cache.root}: run "
                 "extract_features on these clips again (it recomputes only what is missing)"
             )
-        item: dict[str, Any] = {"audio_features": entry.audio, "midi_features": entry.midi}
+        item: dict[str, Any] = {"audio_features": entry.audio}
+        if self.midi_tokens is None:
+            item["midi_features"] = entry.midi
+        else:
+            item["midi_input_ids"] = self.midi_tokens[index]
         if self.labels is not None:
             item["labels"] = self.labels[index]
         return item
@@ -750,14 +792,25 @@ def collate_cached_features(batch: Sequence[Mapping[str, Any]]) -> dict[str, tor
     Returns:
         `audio_features` [B, T, D] and `midi_features` [B, L, D] (zero-padded, dtype kept), their bool masks
         `audio_features_mask` [B, T] / `midi_features_mask` [B, L], and `labels` [B] int64 when the items have
-        them: `model(**batch)` runs as it is.
+        them: `model(**batch)` runs as it is. Items with `midi_input_ids` (CP tokens) give `midi_input_ids`
+        [B, L, 4], padded with the tokenizer's `PAD_TOKEN`, and `midi_attention_mask` [B, L] (bool) instead of
+        `midi_features`.
     """
     collated: dict[str, torch.Tensor] = {}
     for name in ("audio_features", "midi_features"):
+        if name not in batch[0]:
+            continue
         sequences = [item[name] for item in batch]
         lengths = torch.tensor([len(sequence) for sequence in sequences])
         collated[name] = pad_sequence(sequences, batch_first=True)
         collated[f"{name}_mask"] = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]
+    if "midi_input_ids" in batch[0]:
+        tokens = [item["midi_input_ids"] for item in batch]
+        lengths = torch.tensor([len(sequence) for sequence in tokens])
+        mask = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]
+        padded = pad_sequence(tokens, batch_first=True)
+        collated["midi_input_ids"] = torch.where(mask[..., None], padded, padded.new_tensor(PAD_TOKEN))
+        collated["midi_attention_mask"] = mask
     if "labels" in batch[0]:
         collated["labels"] = torch.tensor([item["labels"] for item in batch], dtype=torch.long)
     return collated
@@ -849,5 +902,7 @@ __all__ = [
     "fit_audio_standardization_from_cache",
     "init_codebook_from_cache",
     "iter_audio_frames",
+    "midi_token_sequences",
     "preprocessing_settings",
+    "tokenize_clip_midi",
 ]

@@ -315,7 +315,8 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
     Attributes:
         audio_encoder: a transformers `HubertModel` holding MERT-v1-95M (frozen by default), or a
             [`LogMelEncoder`] when `config.audio_config` is a [`LogMelConfig`] (no downloaded weights).
-        midi_encoder: [`MidiBertModel`] (frozen by default).
+        midi_encoder: [`MidiBertModel`] (frozen by default; trained with the head when
+            `config.finetune_midi_encoder`).
         quantizer: [`PoolingVQQuantizer`] (None in the MIDI-only ablation).
         fusion: [`PoolingVQFusion`].
         classifier: dropout + the fully connected head, `config.fused_size -> num_labels`.
@@ -348,19 +349,25 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
         )
         if config.freeze_encoders:
             self.audio_encoder.requires_grad_(False)
-            self.midi_encoder.requires_grad_(False)
+            if not config.finetune_midi_encoder:
+                self.midi_encoder.requires_grad_(False)
         self.post_init()
 
     def train(self, mode: bool = True) -> PoolingVQForMusicEmotion:
-        """Frozen encoders stay in eval mode (no dropout, no spec-augment), whatever the rest does."""
+        """Frozen encoders stay in eval mode (no dropout, no spec-augment), whatever the rest does; a fine-tuned
+        MIDI encoder (`config.finetune_midi_encoder`) follows `mode`."""
         super().train(mode)
         if self.config.freeze_encoders:
             self.audio_encoder.eval()
-            self.midi_encoder.eval()
+            if not self.config.finetune_midi_encoder:
+                self.midi_encoder.eval()
         return self
 
-    def _encoder_grad(self) -> bool:
-        return torch.is_grad_enabled() and not self.config.freeze_encoders
+    def _encoder_grad(self, encoder: str) -> bool:
+        """Whether `encoder` (`"audio"` or `"midi"`) runs with gradients: never when they are off, else when it is
+        not frozen (`freeze_encoders=False`, or the MIDI encoder with `finetune_midi_encoder`)."""
+        trained = not self.config.freeze_encoders or (encoder == "midi" and self.config.finetune_midi_encoder)
+        return torch.is_grad_enabled() and trained
 
     def get_audio_features(
         self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
@@ -373,7 +380,7 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
         Returns:
             features `[B, T, D]` (T = frames at 75/s) and their mask `[B, T]` (bool).
         """
-        with torch.set_grad_enabled(self._encoder_grad()):
+        with torch.set_grad_enabled(self._encoder_grad("audio")):
             out = self.audio_encoder(input_values, attention_mask=attention_mask, output_hidden_states=True)
         hidden_states = out.hidden_states
         layers = self.config.audio_feature_layers
@@ -401,7 +408,7 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
         if midi_attention_mask is None:
             midi_attention_mask = midi_input_ids[..., 0] != self.config.midi_config.cp_pad_token[0]
         layer = self.config.midi_feature_layer
-        with torch.set_grad_enabled(self._encoder_grad()):
+        with torch.set_grad_enabled(self._encoder_grad("midi")):
             out = self.midi_encoder(
                 midi_input_ids, attention_mask=midi_attention_mask, output_hidden_states=layer != -1
             )

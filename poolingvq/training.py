@@ -11,12 +11,14 @@ One run (`train`; each step is a function of its own, and `train(args, clips)` t
 1. the data set's official split (`poolingvq.data`, `load_split_clips`), audio from the user's folder or
    synthesized from the MIDI;
 2. the frozen encoders run once per clip into the feature cache (`features.py`), sharded over processes
-   (`prepare_features`);
+   (`prepare_features`); with `--finetune-midi-encoder` (ours, not the paper's) the MIDI encoder trains with the
+   head, so the batches carry each clip's CP tokens (tokenized once per run) instead of its cached MIDI features;
 3. the codebook starts from cosine k-means on the cached frames of a seeded random half of the training set
    (`init_from_cache`);
 4. Adam(0.9, 0.99, eps 1e-6) with two parameter groups (fusion + head: lr 1e-4, weight decay 5e-5; quantizer:
-   lr 5e-5, weight decay 1e-5), ReduceLROnPlateau(factor 0.7, patience 2, threshold 1e-4) on the validation
-   loss, early stopping after 5 epochs without a better validation macro-F1 (`fit`, on `run_loop.run_epochs`);
+   lr 5e-5, weight decay 1e-5; and a fine-tuned MIDI encoder's, ours: lr 2e-5, weight decay 0.01),
+   ReduceLROnPlateau(factor 0.7, patience 2, threshold 1e-4) on the validation loss, early stopping after 5 epochs
+   without a better validation macro-F1 (`fit`, on `run_loop.run_epochs`);
 5. the best epoch (validation macro-F1) is evaluated once on test (`evaluate_best`) and saved as a model folder
    that `pipeline("music-emotion", model=folder, trust_remote_code=True)` loads, with `metrics.json` and a model
    card (`save_outputs`).
@@ -62,6 +64,7 @@ from .weights import load_midibert
 logger = logging.getLogger("poolingvq.training")
 
 PRESETS = ("paper", "offline", "tiny")
+#: The top-level modules every run trains, (re)initialised from the run's seed (`build_model`).
 TRAINED_PARTS = ("quantizer", "fusion", "classifier")
 #: Seeds the random weights of a preset's frozen encoders, whatever the run's seed (see `build_model`).
 ENCODER_SEED = 0
@@ -152,6 +155,19 @@ class TrainingArguments:
     )
     lr_quantizer: float = field(default=5e-5, metadata={"help": "learning rate of the codebook"})
     weight_decay_quantizer: float = field(default=1e-5, metadata={"help": "weight decay of the codebook"})
+    finetune_midi_encoder: bool = field(
+        default=False,
+        metadata={
+            "help": "train the MIDI encoder with the head, on the clips' CP tokens (ours: the paper freezes both "
+            "encoders; the audio encoder stays frozen and cached)"
+        },
+    )
+    lr_midi_encoder: float = field(
+        default=2e-5, metadata={"help": "learning rate of the MIDI encoder (ours; --finetune-midi-encoder)"}
+    )
+    weight_decay_midi_encoder: float = field(
+        default=0.01, metadata={"help": "weight decay of the MIDI encoder (ours; --finetune-midi-encoder)"}
+    )
     adam_beta1: float = 0.9
     adam_beta2: float = 0.99
     adam_epsilon: float = 1e-6
@@ -224,8 +240,12 @@ class TrainingArguments:
 
     def model_config_overrides(self) -> dict[str, Any]:
         """The model-config fields this run sets: the explicit flags (`--pooling`, `--codebook-size`...) and
-        `--config-overrides`, which must agree where they both set a field."""
+        `--config-overrides`, which must agree where they both set a field. Whether the MIDI encoder is fine-tuned
+        is always this run's choice (`--finetune-midi-encoder`, or `finetune_midi_encoder=true` among the
+        overrides), never inherited from `--model-init`'s config."""
         flags = {name: getattr(self, name) for name in CONFIG_FLAGS if getattr(self, name) is not None}
+        if self.finetune_midi_encoder:
+            flags["finetune_midi_encoder"] = True
         overrides = parse_config_overrides(self.config_overrides)
         for name in flags.keys() & overrides.keys():
             if flags[name] != overrides[name]:
@@ -234,7 +254,7 @@ class TrainingArguments:
                     "--config-overrides",
                     f"sets {name}={overrides[name]!r}, but {flag} says {flags[name]!r}: give it once",
                 )
-        return {**flags, **overrides}
+        return {"finetune_midi_encoder": False, **flags, **overrides}
 
 
 #: TrainingArguments fields that set the PoolingVQConfig field of the same name (flags kept from before
@@ -507,13 +527,21 @@ def build_model(args: TrainingArguments) -> PoolingVQForMusicEmotion:
     return model
 
 
+def trained_parts(config: PoolingVQConfig) -> tuple[str, ...]:
+    """The top-level modules a run with `config` trains: `TRAINED_PARTS`, and the MIDI encoder when it is
+    fine-tuned (`finetune_midi_encoder`; it keeps its pre-trained start, it is not re-initialised)."""
+    return TRAINED_PARTS + (("midi_encoder",) if config.finetune_midi_encoder else ())
+
+
 def planned_pooling(args: TrainingArguments) -> str:
     """The pooling the run will use, known before the model is built."""
     return args.model_config_overrides().get("pooling") or init_config(args).pooling
 
 
 def make_optimizer(model: PoolingVQForMusicEmotion, args: TrainingArguments) -> torch.optim.Adam:
-    """Adam with the paper's two parameter groups: fusion + head, and the quantizer's codebook."""
+    """Adam with the paper's two parameter groups, fusion + head and the quantizer's codebook, and a third,
+    `midi_encoder` (`--lr-midi-encoder`, `--weight-decay-midi-encoder`), when the model fine-tunes its MIDI
+    encoder."""
     quantizer = [
         p for p in (model.quantizer.parameters() if model.quantizer is not None else []) if p.requires_grad
     ]
@@ -528,15 +556,25 @@ def make_optimizer(model: PoolingVQForMusicEmotion, args: TrainingArguments) -> 
                 "name": "quantizer",
             }
         )
+    if model.config.finetune_midi_encoder:
+        groups.append(
+            {
+                "params": [p for p in model.midi_encoder.parameters() if p.requires_grad],
+                "lr": args.lr_midi_encoder,
+                "weight_decay": args.weight_decay_midi_encoder,
+                "name": "midi_encoder",
+            }
+        )
     return torch.optim.Adam(groups, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
 
 
 def trained_state(model: PoolingVQForMusicEmotion) -> dict[str, torch.Tensor]:
-    """The weights that training changes (the encoders are frozen), as a CPU copy."""
+    """The weights that training changes (`trained_parts`: the frozen encoders' are left out), as a CPU copy."""
+    parts = trained_parts(model.config)
     return {
         name: tensor.detach().cpu().clone()
         for name, tensor in model.state_dict().items()
-        if name.split(".")[0] in TRAINED_PARTS
+        if name.split(".")[0] in parts
     }
 
 
@@ -623,10 +661,11 @@ def evaluate(
     return metrics
 
 
-#: the inputs of one modality in a batch of cached features
+#: the inputs of one modality in a training batch: cached features, or for the MIDI of a run that fine-tunes its
+#: MIDI encoder the CP tokens (`modality_reliance` swaps those the batch carries)
 MODALITY_INPUTS = {
     "audio": ("audio_features", "audio_features_mask"),
-    "midi": ("midi_features", "midi_features_mask"),
+    "midi": ("midi_features", "midi_features_mask", "midi_input_ids", "midi_attention_mask"),
 }
 
 
@@ -649,7 +688,7 @@ def modality_reliance(model: Any, loader: DataLoader, accelerator: Any) -> dict[
         inputs = {key: value for key, value in batch.items() if key != "labels"}
         probabilities = model(**inputs).logits.float().softmax(-1)
         for name, keys in MODALITY_INPUTS.items():
-            swapped = {**inputs, **{key: inputs[key].roll(1, dims=0) for key in keys}}
+            swapped = {**inputs, **{key: inputs[key].roll(1, dims=0) for key in keys if key in inputs}}
             other = model(**swapped).logits.float().softmax(-1)
             distance = 0.5 * (probabilities - other).abs().sum(-1)  # [B]
             distances[name].append(accelerator.gather_for_metrics(distance).cpu())
@@ -668,15 +707,34 @@ BEST_WEIGHTS_FILENAME = "best_trained_weights.safetensors"
 
 @dataclass
 class SplitFeatures:
-    """The clips of each split whose features are cached: their feature-cache keys and labels, in one order (with
-    `--extra-soundfonts`, a training clip's other renderings are more keys with the clip's label)."""
+    """The clips of each split whose features are cached: their feature-cache keys, labels and MIDI files, in one
+    order (with `--extra-soundfonts`, a training clip's other renderings are more keys with the clip's label and
+    MIDI file). `midi_tokens`: each key's CP tokens, filled (`tokenize_midi`) only when the MIDI encoder is
+    fine-tuned."""
 
     keys: dict[str, list[str]] = field(default_factory=dict)
     labels: dict[str, list[int]] = field(default_factory=dict)
+    midi_paths: dict[str, list[str]] = field(default_factory=dict)
+    midi_tokens: dict[str, list[torch.Tensor]] | None = None
 
-    def add(self, split: str, keys: Sequence[str], labels: Sequence[int]) -> None:
+    def add(
+        self, split: str, keys: Sequence[str], labels: Sequence[int], midi_paths: Sequence[str] = ()
+    ) -> None:
         self.keys.setdefault(split, []).extend(keys)
         self.labels.setdefault(split, []).extend(labels)
+        self.midi_paths.setdefault(split, []).extend(midi_paths)
+
+    def tokenize_midi(self, processor: PoolingVQProcessor) -> None:
+        """`midi_tokens` from `midi_paths`: each clip's MIDI tokenized once with the run's processor, its kept rows
+        joined, as extraction tokenizes it (`features.midi_token_sequences`)."""
+        from .features import midi_token_sequences
+
+        tokens: dict[str, list[torch.Tensor]] = {}
+        for split, paths in self.midi_paths.items():
+            if len(paths) != len(self.keys[split]):
+                raise ValueError(f"{split}: {len(self.keys[split])} keys but {len(paths)} MIDI files")
+            tokens[split] = midi_token_sequences(paths, processor.midi_tokenizer, processor.midi_max_rows)
+        self.midi_tokens = tokens
 
 
 @dataclass
@@ -718,6 +776,8 @@ def train(args: TrainingArguments, clips: dict[str, list[dict[str, Any]]] | None
     cache = FeatureCache(feature_cache_dir(args))
     processor = PoolingVQProcessor.for_model(model.config, midi_mode=args.midi_mode, soundfont=args.soundfont)
     features = prepare_features(model, clips, cache, processor, args, accelerator)
+    if model.config.finetune_midi_encoder:  # its features change as it trains: it reads tokens, not the cache
+        features.tokenize_midi(processor)
     if not args.resume:  # a checkpoint holds the trained codebook and the fusion's statistics
         init_from_cache(model, cache, features.keys["train"], args)
     run = fit(model, cache, features, args, accelerator)
@@ -752,6 +812,10 @@ def check_run(args: TrainingArguments) -> PoolingVQConfig:
     check_arguments(args)
     planned = init_config(args)
     check_encoders_loaded(args, planned)
+    if planned.finetune_midi_encoder and planned.modalities == "audio":
+        raise PoolingVQInputError(
+            "--finetune-midi-encoder", "an audio-only model (--modalities audio) has no MIDI encoder to train"
+        )
     if args.push_to_hub is not None:
         if not args.save_model:
             raise PoolingVQInputError("--push-to-hub", "--no-save-model writes no model folder to upload")
@@ -834,8 +898,14 @@ def prepare_features(
         bar.close()
         for failure in result.failures:
             logger.warning("%s clip left out: %s", split, failure)
-        label_of = {clip_key: clip["label"] for clip_key, clip in zip(result.keys, split_clips, strict=True)}
-        features.add(split, result.cached_keys, [label_of[key] for key in result.cached_keys])
+        clip_of = dict(zip(result.keys, split_clips, strict=True))  # one key: the same bytes, the same label
+        keys = result.cached_keys
+        features.add(
+            split,
+            keys,
+            [clip_of[key]["label"] for key in keys],
+            [str(clip_of[key]["midi_path"]) for key in keys],
+        )
     model.cpu()
     return features
 
@@ -868,14 +938,21 @@ def fit(
     args: TrainingArguments,
     accelerator: Any,
 ) -> FittedRun:
-    """Step 4, the recipe on the cached features (`run_loop.run_epochs`): Adam with two parameter groups,
+    """Step 4, the recipe on the cached features (`run_loop.run_epochs`): Adam with two parameter groups (three
+    when the MIDI encoder is fine-tuned: it then reads `features.midi_tokens`, not cached MIDI features),
     ReduceLROnPlateau on the validation loss, early stopping on the validation macro-F1; the best epoch's trained
     weights in `BEST_WEIGHTS_FILENAME`, a checkpoint after every epoch, `--resume` from the newest one."""
     from .features import CachedFeatureDataset, collate_cached_features
 
+    if model.config.finetune_midi_encoder and features.midi_tokens is None:
+        raise ValueError(
+            "the model fine-tunes its MIDI encoder, which reads CP tokens: call features.tokenize_midi(processor)"
+        )
+
     def loader(split: str, shuffle: bool) -> DataLoader:
+        tokens = None if features.midi_tokens is None else features.midi_tokens[split]
         return DataLoader(
-            CachedFeatureDataset(cache, features.keys[split], features.labels[split]),
+            CachedFeatureDataset(cache, features.keys[split], features.labels[split], midi_tokens=tokens),
             batch_size=args.batch_size,
             shuffle=shuffle,
             collate_fn=collate_cached_features,
@@ -1088,6 +1165,10 @@ def encoder_note(args: TrainingArguments, config: PoolingVQConfig) -> str:
     records = provenance.encoder_weights(config)
     audio, midi = (provenance.describe(records[name]) for name in ("audio", "midi"))
     note = f"The audio encoder holds {audio}; the MIDI encoder holds {midi}"
+    if config.finetune_midi_encoder:
+        note = (
+            f"The audio encoder holds {audio}; the MIDI encoder started from {midi} and was fine-tuned here"
+        )
     not_loaded = provenance.encoders_not_loaded(config)
     if not_loaded:
         note += (
@@ -1102,14 +1183,23 @@ def encoder_note(args: TrainingArguments, config: PoolingVQConfig) -> str:
 UNRECORDED_FIELDS = ("resume", "progress", "push_to_hub", "hub_private_repo")
 
 
+#: Fields that change nothing unless the run fine-tunes its MIDI encoder: the card's command of a run that does
+#: not leaves them out at their defaults (as it read before they existed).
+MIDI_FINETUNING_FIELDS = ("lr_midi_encoder", "weight_decay_midi_encoder")
+
+
 def training_flags(args: TrainingArguments) -> list[str]:
     """The flags that give `args` again, each a shell word or two (quoted where needed): every set value, and each
     switch away from its default (`--flag` / `--no-flag`, as `add_dataclass_arguments` names them); resuming,
-    progress bars and publishing change no result and are left out (`UNRECORDED_FIELDS`)."""
+    progress bars and publishing change no result and are left out (`UNRECORDED_FIELDS`), and so are the MIDI
+    encoder's learning rate and weight decay at their defaults when it is not fine-tuned."""
     flags = []
     for spec in dataclasses.fields(args):
         value, flag = getattr(args, spec.name), spec.name.replace("_", "-")
         if spec.name in UNRECORDED_FIELDS or value is None:
+            continue
+        unused = spec.name in MIDI_FINETUNING_FIELDS and not args.finetune_midi_encoder
+        if unused and value == spec.default:
             continue
         if isinstance(value, bool):
             if value != spec.default:
@@ -1156,6 +1246,16 @@ def audio_source(args: TrainingArguments) -> str:
     if args.dataset_path:
         return f"from the recordings of {args.dataset_path} where it has them, else {synthesized}"
     return synthesized
+
+
+def midi_encoder_training(args: TrainingArguments, config: PoolingVQConfig) -> str:
+    """How the run treated the MIDI encoder, in the card's words: frozen (the paper), or fine-tuned with the head."""
+    if not config.finetune_midi_encoder:
+        return "frozen"
+    return (
+        f"fine-tuned with the head by --finetune-midi-encoder at lr {args.lr_midi_encoder:g}, weight decay "
+        f"{args.weight_decay_midi_encoder:g}, where the paper freezes it"
+    )
 
 
 def write_model_card(
@@ -1205,6 +1305,8 @@ def write_model_card(
     test, val = metrics["test"], metrics["validation"]
     records = provenance.encoder_weights(config)
     encoder_lines = "; ".join(f"{name} - {provenance.describe(records[name])}" for name in ("audio", "midi"))
+    if config.finetune_midi_encoder:
+        encoder_lines += ", then fine-tuned here"
     reliance = test.get("modality_reliance")
     reliance_note = (
         "\nHow much the test predictions rest on each modality (the mean total-variation distance between a clip's "
@@ -1231,8 +1333,9 @@ trained with the paper's recipe on [{dataset_name}]({homepage})'s `{args.config}
 | test (evaluated once) | {test["count"]} | {test["accuracy"]:.3f} | {test["macro_f1"]:.3f} |
 
 Configuration: pooling `{config.pooling}`, modalities `{config.modalities}`, codebook size {config.codebook_size},
-audio encoder {config.audio_encoder_description}, MIDI encoder {encoder_shape(config.midi_config)}
-(initialised from `{args.model_init}`), fusion read-out `{config.fusion_readout}`.
+audio encoder {config.audio_encoder_description} (frozen), MIDI encoder {encoder_shape(config.midi_config)}
+(initialised from `{args.model_init}`; {midi_encoder_training(args, config)}), fusion read-out
+`{config.fusion_readout}`.
 
 Encoder weights: {encoder_lines}
 {reliance_note}

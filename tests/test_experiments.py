@@ -121,6 +121,18 @@ def test_a_finished_run_is_reused_only_with_the_same_arguments(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"test": {"accuracy": 0.5}, "arguments": recorded}))
     assert finished_run(arguments)["test"]["accuracy"] == 0.5
     assert finished_run(replace(arguments, config_overrides="window_size=7")) is None
+    # a run recorded before the MIDI-encoder fine-tuning flags existed is read back, unless this one fine-tunes
+    later = ("finetune_midi_encoder", "lr_midi_encoder", "weight_decay_midi_encoder")
+    recorded = {key: value for key, value in asdict(arguments).items() if key not in later}
+    (tmp_path / "metrics.json").write_text(json.dumps({"test": {"accuracy": 0.5}, "arguments": recorded}))
+    assert finished_run(replace(arguments, lr_midi_encoder=1e-4))["test"]["accuracy"] == 0.5  # unused: frozen
+    assert finished_run(replace(arguments, finetune_midi_encoder=True)) is None
+    tuned = replace(arguments, finetune_midi_encoder=True)
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({"test": {"accuracy": 0.5}, "arguments": asdict(tuned)})
+    )
+    assert finished_run(tuned)["test"]["accuracy"] == 0.5
+    assert finished_run(replace(tuned, lr_midi_encoder=1e-4)) is None
 
 
 def test_variants_must_belong_to_the_suite(tmp_path):

@@ -37,12 +37,13 @@ from poolingvq.features import (
     extract_features,
     init_codebook_from_cache,
     iter_audio_frames,
+    midi_token_sequences,
     preprocessing_settings,
 )
 from poolingvq.modeling_poolingvq import PoolingVQForMusicEmotion
 from poolingvq.quantization_poolingvq import sample_frames
 from poolingvq.synthesis_poolingvq import default_soundfont_path, synthesize_midi
-from poolingvq.tokenization_poolingvq import CPMidiTokenizer
+from poolingvq.tokenization_poolingvq import PAD_TOKEN, CPMidiTokenizer
 
 #: Audio is cropped to 2 s: the 3-s clips then all have the same length and share one MERT pass.
 CROP_SECONDS = 2.0
@@ -415,6 +416,46 @@ def test_collated_cached_features_give_the_raw_input_logits(clips, tmp_path):
             tokens = torch.from_numpy(CPMidiTokenizer()(clip["midi_path"], max_rows=1))
             raw = model(inputs["input_values"], inputs["attention_mask"], midi_input_ids=tokens).logits
             torch.testing.assert_close(output.logits[index], raw[0], atol=2e-3, rtol=0)
+
+
+def test_token_batches_carry_the_midi_the_cache_encoded(clips, tmp_path):
+    """A run that fine-tunes the MIDI encoder reads each clip's CP tokens beside its cached audio: tokenized as
+    extraction tokenizes them (the logits match those of the cached MIDI features), padded with the tokenizer's PAD
+    word."""
+    model = tiny_model()
+    cache = FeatureCache(tmp_path / "cache")
+    keys = extract_features(model, clips, cache, batch_size=3).cached_keys
+    paths = [clip["midi_path"] for clip in clips]
+    tokens = midi_token_sequences([*paths, paths[0]], CPMidiTokenizer(), max_midi_rows=1)
+    assert tokens[-1] is tokens[0]  # a MIDI file given twice (a clip's other renderings) is tokenized once
+    tokens = tokens[:-1]
+    labels = [0, 1, 2, 3, 0, 1]
+
+    def batch_of(**kwargs) -> dict:
+        dataset = CachedFeatureDataset(cache, keys, labels, **kwargs)
+        return next(iter(DataLoader(dataset, batch_size=len(keys), collate_fn=collate_cached_features)))
+
+    cached, token_batch = batch_of(), batch_of(midi_tokens=tokens)
+    assert set(token_batch) == {
+        "audio_features",
+        "audio_features_mask",
+        "midi_input_ids",
+        "midi_attention_mask",
+        "labels",
+    }
+    lengths = [len(sequence) for sequence in tokens]
+    assert token_batch["midi_attention_mask"].sum(-1).tolist() == lengths
+    assert lengths == [len(cache.get(key).midi) for key in keys]
+    ids, mask = token_batch["midi_input_ids"], token_batch["midi_attention_mask"]
+    assert ids.dtype == torch.long and ids.shape == (len(keys), max(lengths), 4)
+    assert (ids[~mask] == torch.tensor(PAD_TOKEN)).all() and (~mask).any()
+    for row, sequence in zip(ids, tokens, strict=True):
+        assert torch.equal(row[: len(sequence)], sequence)
+    assert torch.equal(token_batch["audio_features"], cached["audio_features"])
+    with torch.no_grad():
+        torch.testing.assert_close(model(**token_batch).logits, model(**cached).logits, atol=2e-3, rtol=0)
+    with pytest.raises(ValueError, match="6 keys but 5 MIDI token sequences"):
+        CachedFeatureDataset(cache, keys, labels, midi_tokens=tokens[:5])
 
 
 class Recorder:

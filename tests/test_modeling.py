@@ -164,6 +164,26 @@ def test_encoders_are_frozen_and_stay_in_eval_mode(inputs):
     assert all(p.grad is None for p in model.audio_encoder.parameters())
 
 
+def test_a_finetuned_midi_encoder_trains_while_the_audio_encoder_stays_frozen(inputs):
+    model = tiny_model(finetune_midi_encoder=True)
+    model.train()
+    assert model.midi_encoder.training and not model.audio_encoder.training
+    trainable = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"quantizer", "fusion", "classifier", "midi_encoder"}
+    # the audio path runs without a graph, the MIDI path with one (and without, under no_grad)
+    audio, _ = model.get_audio_features(inputs["input_values"], inputs["attention_mask"])
+    midi, _ = model.encode_midi(inputs["midi_input_ids"])
+    assert not audio.requires_grad and midi.requires_grad
+    with torch.no_grad():
+        assert not model.encode_midi(inputs["midi_input_ids"])[0].requires_grad
+    out = model(**inputs, labels=torch.tensor([1, 3]))
+    out.loss.backward()
+    assert model.midi_encoder.word_emb[2].lut.weight.grad.abs().sum() > 0  # the pitch embedding
+    assert all(p.grad is None for p in model.audio_encoder.parameters())
+    model.eval()
+    assert not model.midi_encoder.training and not model.fusion.training
+
+
 @pytest.mark.parametrize(
     ("overrides", "needs"),
     [

@@ -21,8 +21,11 @@ from poolingvq.training import (
     TrainingArguments,
     build_model,
     classification_metrics,
+    make_optimizer,
     modality_reliance,
     train,
+    trained_parts,
+    trained_state,
 )
 
 #: How each quadrant's written clips sound: (lowest pitch, notes per beat, velocity), far apart so that a tiny
@@ -158,6 +161,116 @@ def test_train_takes_clips_and_its_model_folder_predicts_them_as_metrics_json_sa
     again = classification_metrics(labels, predicted)
     assert again["confusion_matrix"] == metrics["test"]["confusion_matrix"]
     assert again["accuracy"] == metrics["test"]["accuracy"]
+
+
+@pytest.fixture(scope="module")
+def finetuned_on_written_clips(tmp_path_factory, cache_dir, written_clips) -> tuple[Path, dict]:
+    """A run that fine-tunes the MIDI encoder, on the frozen run's cached audio (same encoders, same keys)."""
+    output = tmp_path_factory.mktemp("run") / "finetuned"
+    arguments = written_clip_arguments(output, cache_dir, finetune_midi_encoder=True, epochs=6)
+    return output, train(arguments, written_clips)
+
+
+def predicted_test_metrics(output: Path, written_clips: dict) -> dict:
+    """The written test clips classified from their MIDI files by the model folder's pipeline."""
+    classify, _ = load_pipeline(output)
+    labels = [clip["label"] for clip in written_clips["test"]]
+    predicted = [
+        QUADRANT_LABELS.index(classify(clip["midi_path"])[0]["label"]) for clip in written_clips["test"]
+    ]
+    return classification_metrics(labels, predicted)
+
+
+def test_finetuning_the_midi_encoder_trains_it_and_its_folder_predicts_as_metrics_json_says(
+    finetuned_on_written_clips, written_clips, cache_dir
+):
+    output, metrics = finetuned_on_written_clips
+    assert json.loads((output / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert metrics["epochs_run"] == len(metrics["history"]) == 6
+    losses = [epoch["train/loss"] for epoch in metrics["history"]]
+    assert min(losses[1:]) < losses[0]
+    first = metrics["history"][0]
+    assert (first["lr/head"], first["lr/quantizer"], first["lr/midi_encoder"]) == (1e-2, 5e-5, 2e-5)
+    assert set(metrics["test"]["modality_reliance"]) == {"audio", "midi"}  # swapped the tokens, not features
+
+    # the folder loads on its own: its MIDI encoder is the trained one, its audio encoder the initial one
+    model = PoolingVQForMusicEmotion.from_pretrained(output)
+    assert model.config.finetune_midi_encoder
+    initial = build_model(written_clip_arguments(output, cache_dir, finetune_midi_encoder=True))
+    saved, start = model.midi_encoder.state_dict(), initial.midi_encoder.state_dict()
+    changed = [name for name, tensor in start.items() if not torch.equal(saved[name], tensor)]
+    assert len(changed) > len(start) // 2, changed
+    for name, tensor in initial.audio_encoder.state_dict().items():
+        assert torch.equal(model.audio_encoder.state_dict()[name], tensor), name
+    # the best epoch's weights, MIDI encoder included, are the folder's
+    best = load_file(output / BEST_WEIGHTS_FILENAME)
+    assert {name.split(".")[0] for name in best} == {*TRAINED_PARTS, "midi_encoder"}
+    assert {f"midi_encoder.{name}" for name in saved} <= set(best)
+    for name, tensor in best.items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+    # from the MIDI files, through the pipeline: the test predictions metrics.json counted
+    again = predicted_test_metrics(output, written_clips)
+    assert again["confusion_matrix"] == metrics["test"]["confusion_matrix"]
+    assert again["accuracy"] == metrics["test"]["accuracy"]
+    card = (output / "README.md").read_text()
+    assert "fine-tuned with the head by --finetune-midi-encoder at lr 2e-05, weight decay 0.01" in card
+    assert "midi - random, untrained weights (seed 0), then fine-tuned here" in card
+    assert "the MIDI encoder started from random, untrained weights (seed 0) and was fine-tuned here" in card
+    assert " --finetune-midi-encoder " in card
+
+
+def test_only_a_finetuning_run_trains_and_saves_the_midi_encoder(tmp_path, capsys):
+    from poolingvq import PoolingVQConfig
+    from poolingvq.cli import main
+    from poolingvq.training import init_config, training_flags
+
+    frozen_args = arguments(tmp_path / "frozen", tmp_path / "cache")
+    frozen = build_model(frozen_args)
+    assert [group["name"] for group in make_optimizer(frozen, frozen_args).param_groups] == [
+        "head",
+        "quantizer",
+    ]
+    assert trained_parts(frozen.config) == TRAINED_PARTS
+    assert {name.split(".")[0] for name in trained_state(frozen)} == set(TRAINED_PARTS)
+    assert not any(p.requires_grad for p in frozen.midi_encoder.parameters())
+
+    tuned_args = arguments(tmp_path / "tuned", tmp_path / "cache", finetune_midi_encoder=True)
+    tuned = build_model(tuned_args)
+    groups = {group["name"]: group for group in make_optimizer(tuned, tuned_args).param_groups}
+    assert list(groups) == ["head", "quantizer", "midi_encoder"]
+    assert (groups["midi_encoder"]["lr"], groups["midi_encoder"]["weight_decay"]) == (2e-5, 0.01)
+    assert {id(p) for p in groups["midi_encoder"]["params"]} == {
+        id(p) for p in tuned.midi_encoder.parameters()
+    }
+    assert trained_parts(tuned.config) == (*TRAINED_PARTS, "midi_encoder")
+    assert {name.split(".")[0] for name in trained_state(tuned)} == {*TRAINED_PARTS, "midi_encoder"}
+    # the same encoders as a frozen run's: one feature cache serves both
+    for name, tensor in frozen.state_dict().items():
+        if name.split(".")[0] in ("audio_encoder", "midi_encoder"):
+            assert torch.equal(tuned.state_dict()[name], tensor), name
+
+    # the card's command names the MIDI encoder's learning rate only for a run that fine-tunes it
+    assert not [flag for flag in training_flags(frozen_args) if "midi-encoder" in flag]
+    assert {"--finetune-midi-encoder", "--lr-midi-encoder 2e-05"} <= set(training_flags(tuned_args))
+
+    # fine-tuning is the run's choice: a --model-init folder's config does not carry it over
+    folder = tmp_path / "saved"
+    PoolingVQConfig.from_preset("tiny", finetune_midi_encoder=True).save_pretrained(folder)
+    assert not init_config(TrainingArguments(model_init=str(folder))).finetune_midi_encoder
+    on = TrainingArguments(model_init="tiny", config_overrides="finetune_midi_encoder=true")
+    assert init_config(on).finetune_midi_encoder
+    argv = ["train", "--model-init", "tiny", "--allow-random-encoders", "--output-dir", str(tmp_path / "out")]
+    refused = {
+        ("--finetune-midi-encoder", "--modalities", "audio"): "poolingvq train: --finetune-midi-encoder: an "
+        "audio-only model (--modalities audio) has no MIDI encoder to train",
+        ("--finetune-midi-encoder", "--config-overrides", "finetune_midi_encoder=false"): "poolingvq train: "
+        "--config-overrides: sets finetune_midi_encoder=False, but --finetune-midi-encoder says True",
+    }
+    for flags, expected in refused.items():
+        assert main([*argv, "--data-dir", str(tmp_path / "no-data"), *flags]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(expected), lines
+    assert not (tmp_path / "out").exists()
 
 
 @needs_emopia
@@ -333,6 +446,26 @@ def test_modality_reliance_measures_what_swapping_an_input_changes():
     assert reliance["midi"] > 0
     midi_only = PoolingVQForMusicEmotion(PoolingVQConfig.from_preset("tiny", modalities="midi"))
     assert modality_reliance(midi_only, [batch], Accelerator(cpu=True)) is None
+
+    # a run that fine-tunes its MIDI encoder carries CP tokens: those are swapped
+    tokens = torch.stack(
+        [torch.randint(0, high, (4, 12), generator=generator) for high in (2, 16, 86, 64)], -1
+    )
+    token_batch = {
+        "audio_features": torch.randn(4, 30, 32, generator=generator),
+        "audio_features_mask": torch.ones(4, 30, dtype=torch.bool),
+        "midi_input_ids": tokens,
+        "midi_attention_mask": torch.ones(4, 12, dtype=torch.bool),
+        "labels": torch.zeros(4, dtype=torch.long),
+    }
+    tuned = PoolingVQForMusicEmotion(PoolingVQConfig.from_preset("tiny", finetune_midi_encoder=True)).eval()
+    reliance = modality_reliance(tuned, [token_batch], Accelerator(cpu=True))
+    with torch.no_grad():
+        inputs = {key: value for key, value in token_batch.items() if key != "labels"}
+        p = tuned(**inputs).logits.softmax(-1)
+        q = tuned(**{**inputs, "midi_input_ids": tokens.roll(1, 0)}).logits.softmax(-1)
+    assert reliance["midi"] == pytest.approx(float(0.5 * (p - q).abs().sum(-1).mean()), rel=1e-5)
+    assert reliance["midi"] > 0
 
 
 @pytest.mark.parametrize(

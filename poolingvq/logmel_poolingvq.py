@@ -62,7 +62,9 @@ class LogMelEncoder(nn.Module):
             mel_scale="slaney",
         )
         self.register_buffer("mel_filters", torch.tensor(filters, dtype=torch.float32))
-        self.register_buffer("window", torch.hann_window(config.n_fft))
+        # hann_window(n) is a view of an (n + 1)-long storage: cloned, so that safetensors (a training checkpoint's
+        # `load_state`) finds the buffer covering its whole storage instead of refusing it
+        self.register_buffer("window", torch.hann_window(config.n_fft).clone())
         if config.num_chroma_bins:
             chroma = chroma_filter_bank(
                 num_frequency_bins=config.chroma_n_fft,  # transformers (like librosa) takes n_fft here
@@ -71,7 +73,7 @@ class LogMelEncoder(nn.Module):
                 power=None,  # the bins are divided by the frame's largest anyway
             )  # [chroma, F]
             self.register_buffer("chroma_filters", torch.tensor(chroma.T, dtype=torch.float32).contiguous())
-            self.register_buffer("chroma_window", torch.hann_window(config.chroma_n_fft))
+            self.register_buffer("chroma_window", torch.hann_window(config.chroma_n_fft).clone())
         if getattr(config, "key_profile_seconds", 0) > 0:
             self.register_buffer("key_profiles", key_profiles())
 

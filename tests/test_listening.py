@@ -114,6 +114,20 @@ def test_onset_strength_counts_notes() -> None:
     assert dense > 1.5 * sparse
 
 
+def test_front_end_buffers_save_and_load_with_safetensors(tmp_path: Path) -> None:
+    """A training checkpoint (`accelerator.save_state` / `load_state`) goes through safetensors, which refuses a
+    tensor that covers only part of its storage: `torch.hann_window(n)` is such a view, so `--resume` of a run on
+    this front end failed before the windows were cloned."""
+    from safetensors.torch import load_model, save_model
+
+    config = LogMelConfig(num_chroma_bins=12, chroma_n_fft=4096)
+    encoder = LogMelEncoder(config)
+    save_model(encoder, str(tmp_path / "front_end.safetensors"))
+    loaded = LogMelEncoder(config)
+    assert load_model(loaded, str(tmp_path / "front_end.safetensors")) == (set(), [])
+    assert torch.equal(loaded.window, torch.hann_window(config.n_fft))
+
+
 def test_front_end_batches_like_single_clips() -> None:
     front_end = encoder(level="absolute", num_chroma_bins=12, onset_strength=True, key_profile_seconds=2.0)
     short = synthesize_midi(chords(beats=4), level="velocity")

@@ -46,7 +46,7 @@ Training then reads the cache through [`CachedFeatureDataset`] and [`collate_cac
 are exactly the feature keyword arguments of `PoolingVQForMusicEmotion.forward`, and starts the codebook from
 a seeded random half of the training clips with [`init_codebook_from_cache`]. A run that trains the MIDI encoder
 with the head (`PoolingVQConfig.finetune_midi_encoder`) cannot read cached MIDI features: its batches carry the
-clips' CP tokens instead (`midi_token_sequences`, tokenized as extraction tokenizes them, `tokenize_clip_midi`),
+clips' CP tokens instead (`midi_token_sequences`, tokenized as extraction tokenizes them),
 beside the cached audio features.
 """
 
@@ -478,20 +478,11 @@ class _ClipPreparation(Dataset):
                     max_seconds=extractor.max_seconds,
                     **self.synthesis_kwargs,
                 )
-            prepared.tokens = tokenize_clip_midi(self.tokenizer, clip["midi_path"], self.max_midi_rows)
+            prepared.tokens = self.tokenizer(clip["midi_path"], max_rows=self.max_midi_rows)
         except PoolingVQInputError as error:
             prepared.waveform = prepared.tokens = None
             prepared.error = str(error)
         return prepared
-
-
-def tokenize_clip_midi(
-    tokenizer: CPMidiTokenizer, midi_path: str | os.PathLike, max_midi_rows: int
-) -> np.ndarray:
-    """A clip's CP token rows as extraction encodes them, int64 [N <= max_midi_rows, L, 4] (`join_rows` makes them
-    the one sequence the model reads): the one tokenization of a clip's MIDI for the cache and for training that
-    fine-tunes the MIDI encoder on tokens (`midi_token_sequences`)."""
-    return tokenizer(midi_path, max_rows=max_midi_rows)
 
 
 def midi_token_sequences(
@@ -503,7 +494,7 @@ def midi_token_sequences(
     sequences: dict[str, torch.Tensor] = {}
     for path in map(str, midi_paths):
         if path not in sequences:
-            rows = tokenize_clip_midi(tokenizer, path, max_midi_rows)
+            rows = tokenizer(path, max_rows=max_midi_rows)  # as `_ClipPreparation` tokenizes for the cache
             sequences[path] = torch.from_numpy(join_rows(rows))
     return [sequences[str(path)] for path in midi_paths]
 
@@ -904,5 +895,4 @@ __all__ = [
     "iter_audio_frames",
     "midi_token_sequences",
     "preprocessing_settings",
-    "tokenize_clip_midi",
 ]

@@ -339,6 +339,15 @@ class PoolingVQConfig(PreTrainedConfig):
             x 256), and MIDI-BERT's own emotion results come from fine-tuning it. When True the MIDI encoder keeps
             its gradients and follows train/eval mode while the audio encoder stays frozen (as `freeze_encoders`
             keeps it); `poolingvq train --finetune-midi-encoder` then feeds it CP tokens, not cached features.
+        midi_statistics: give the model a MIDI's performance statistics too (False: the paper): one vector per
+            piece of how it is played, in real time (`performance_poolingvq.STATISTIC_NAMES`: notes and onsets per
+            second, velocity level and spread, sustain pedal, key-profile mode globally and per 4 s window, the
+            pitch-class histogram in scale degrees, the intervals of chords...), standardized over the training
+            pieces (buffers fitted before training, like the audio's), projected to `fusion_hidden_size` and
+            concatenated to the fusion's vector. CP tokens carry neither velocity nor tempo (positions are in
+            beats), the plainest cues of arousal; with these the MIDI path hears them, and hears them at any
+            tempo. A hidden or missing MIDI hides them too (the "absent" MIDI token stands in). Needs the MIDI
+            modality.
         label_meanings: what each quadrant means, for people reading predictions.
     """
 
@@ -376,6 +385,7 @@ class PoolingVQConfig(PreTrainedConfig):
     classifier_dropout: float = 0.1
     freeze_encoders: bool = True
     finetune_midi_encoder: bool = False
+    midi_statistics: bool = False
     label_meanings: dict[str, str] | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
@@ -407,6 +417,8 @@ class PoolingVQConfig(PreTrainedConfig):
             raise ValueError("need 1 <= avg_max_distinct_codes <= weighted_max_distinct_codes")
         if not 0.0 <= self.modality_dropout < 1.0:
             raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}")
+        if self.midi_statistics and self.modalities == "audio":
+            raise ValueError("midi_statistics needs the MIDI modality (modalities='audio' has none)")
         if self.codebook_size < 1:
             raise ValueError(f"codebook_size must be positive, got {self.codebook_size}")
         if self.fusion_hidden_size % self.fusion_num_heads:
@@ -418,7 +430,7 @@ class PoolingVQConfig(PreTrainedConfig):
     def fused_size(self) -> int:
         """Width of the fusion's one vector per piece, which the head reads."""
         both_stages = self.modalities == "audio+midi" and self.fusion_readout == "both"
-        return self.fusion_hidden_size * (2 if both_stages else 1)
+        return self.fusion_hidden_size * (1 + both_stages + self.midi_statistics)
 
     @property
     def accepts_missing_modality(self) -> bool:

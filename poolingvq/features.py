@@ -729,7 +729,8 @@ class CachedFeatureDataset(Dataset):
     """Cached features as a torch Dataset: item `i` is `{"audio_features": [T, D], "midi_features": [L, D],
     "labels": int}` (fp16 features; no `labels` when `labels` is None). With `midi_tokens` the MIDI side is the
     clip's CP tokens instead, `"midi_input_ids": [T, 4]` (int64, real tokens), for a MIDI encoder trained with the
-    head; the audio side stays cached.
+    head; the audio side stays cached. With `midi_statistics` each item also has `"midi_statistics": [S]`, the
+    clip's performance statistics (for a model with `PoolingVQConfig.midi_statistics`).
 
     Reads one entry per item, so memory does not grow with the dataset. Batch with
     [`collate_cached_features`].
@@ -739,6 +740,7 @@ class CachedFeatureDataset(Dataset):
         keys: the clips' keys (e.g. `ExtractionResult.cached_keys`).
         labels: one class index per key, or None.
         midi_tokens: one token sequence [T_i, 4] per key (`midi_token_sequences`), or None (cached MIDI features).
+        midi_statistics: `[len(keys), S]` float, one row of performance statistics per key, or None.
     """
 
     def __init__(
@@ -747,11 +749,15 @@ class CachedFeatureDataset(Dataset):
         keys: Sequence[str],
         labels: Sequence[int] | None = None,
         midi_tokens: Sequence[torch.Tensor] | None = None,
+        midi_statistics: torch.Tensor | None = None,
     ) -> None:
         if labels is not None and len(labels) != len(keys):
             raise ValueError(f"{len(keys)} keys but {len(labels)} labels")
         if midi_tokens is not None and len(midi_tokens) != len(keys):
             raise ValueError(f"{len(keys)} keys but {len(midi_tokens)} MIDI token sequences")
+        if midi_statistics is not None and len(midi_statistics) != len(keys):
+            raise ValueError(f"{len(keys)} keys but {len(midi_statistics)} rows of MIDI statistics")
+        self.midi_statistics = midi_statistics
         self.cache = cache
         self.keys = list(keys)
         self.labels = None if labels is None else [int(label) for label in labels]
@@ -772,6 +778,8 @@ class CachedFeatureDataset(Dataset):
             item["midi_features"] = entry.midi
         else:
             item["midi_input_ids"] = self.midi_tokens[index]
+        if self.midi_statistics is not None:
+            item["midi_statistics"] = self.midi_statistics[index]
         if self.labels is not None:
             item["labels"] = self.labels[index]
         return item
@@ -785,7 +793,7 @@ def collate_cached_features(batch: Sequence[Mapping[str, Any]]) -> dict[str, tor
         `audio_features_mask` [B, T] / `midi_features_mask` [B, L], and `labels` [B] int64 when the items have
         them: `model(**batch)` runs as it is. Items with `midi_input_ids` (CP tokens) give `midi_input_ids`
         [B, L, 4], padded with the tokenizer's `PAD_TOKEN`, and `midi_attention_mask` [B, L] (bool) instead of
-        `midi_features`.
+        `midi_features`; items with `midi_statistics` give them stacked, [B, S].
     """
     collated: dict[str, torch.Tensor] = {}
     for name in ("audio_features", "midi_features"):
@@ -802,6 +810,8 @@ def collate_cached_features(batch: Sequence[Mapping[str, Any]]) -> dict[str, tor
         padded = pad_sequence(tokens, batch_first=True)
         collated["midi_input_ids"] = torch.where(mask[..., None], padded, padded.new_tensor(PAD_TOKEN))
         collated["midi_attention_mask"] = mask
+    if "midi_statistics" in batch[0]:
+        collated["midi_statistics"] = torch.stack([item["midi_statistics"] for item in batch])
     if "labels" in batch[0]:
         collated["labels"] = torch.tensor([item["labels"] for item in batch], dtype=torch.long)
     return collated

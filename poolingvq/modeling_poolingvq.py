@@ -33,6 +33,7 @@ from transformers.utils import ModelOutput
 from .configuration_poolingvq import PoolingVQConfig
 from .logmel_poolingvq import LogMelEncoder
 from .midibert_poolingvq import MidiBertModel
+from .performance_poolingvq import NUM_STATISTICS
 from .quantization_poolingvq import PoolingVQQuantizer
 
 
@@ -159,6 +160,10 @@ class PoolingVQFusion(nn.Module):
 
     For the single-modality ablations only that modality's projection is built and averaged.
 
+    With `midi_statistics` (see [`PoolingVQConfig`]) the MIDI's performance statistics `[B, S]`, standardized and
+    projected to the fusion's width, are concatenated to that vector: the head reads velocity and tempo directly,
+    which no cross-attention over CP tokens can give it.
+
     With `modality_dropout` (see [`PoolingVQConfig`]) a hidden or missing modality becomes one learned "absent"
     token (`absent_audio`, `absent_midi`, in the fusion's width): the cross-attentions run unchanged, the other
     side attending to that single token, so one set of weights answers for both, audio alone and MIDI alone.
@@ -189,6 +194,10 @@ class PoolingVQFusion(nn.Module):
             self.midi_queries_audio = CrossAttentionBlock(
                 hidden, config.fusion_num_heads, config.fusion_dropout, config.fusion_attention_dropout
             )
+        if config.midi_statistics:
+            self.statistics_projection = nn.Sequential(
+                FeatureStandardization(NUM_STATISTICS), nn.Linear(NUM_STATISTICS, hidden)
+            )
         if config.accepts_missing_modality:
             self.absent_audio = nn.Parameter(torch.zeros(hidden))
             self.absent_midi = nn.Parameter(torch.zeros(hidden))
@@ -209,13 +218,49 @@ class PoolingVQFusion(nn.Module):
         midi_mask: torch.Tensor | None,
         hide_audio: torch.Tensor | None = None,
         hide_midi: torch.Tensor | None = None,
+        statistics: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """audio `[B, W, Da]` + mask `[B, W]`, midi `[B, L, Dm]` + mask `[B, L]` -> one vector per piece
-        `[B, config.fused_size]` (H, or 2H for the `"both"` readout).
+        """audio `[B, W, Da]` + mask `[B, W]`, midi `[B, L, Dm]` + mask `[B, L]` (+ the MIDI's performance
+        `statistics` `[B, S]` with `midi_statistics`) -> one vector per piece `[B, config.fused_size]` (H, or 2H for
+        the `"both"` readout, + H for the statistics).
 
         With absent tokens (`modality_dropout`), `audio` or `midi` may be None (missing for the whole batch), and
         `hide_audio` / `hide_midi` `[B]` (bool) hide that modality of the pieces marked True.
         """
+        piece = self._fuse_sequences(audio, audio_mask, midi, midi_mask, hide_audio, hide_midi)
+        if not hasattr(self, "statistics_projection"):
+            return piece
+        return torch.cat(
+            [piece, self._statistics_or_absent(statistics, midi is not None, hide_midi, piece)], -1
+        )
+
+    def _statistics_or_absent(
+        self,
+        statistics: torch.Tensor | None,
+        has_midi: bool,
+        hide_midi: torch.Tensor | None,
+        piece: torch.Tensor,
+    ) -> torch.Tensor:
+        """The projected statistics `[B, H]`; the absent MIDI token where the MIDI is missing or hidden."""
+        if not has_midi:
+            return self.absent_midi.to(piece.dtype).expand(piece.shape[0], -1)
+        if statistics is None:
+            raise ValueError("this model reads the MIDI's performance statistics: pass `midi_statistics`")
+        projected = self.statistics_projection(statistics.to(piece.dtype))
+        if hide_midi is None:
+            return projected
+        return torch.where(hide_midi[:, None], self.absent_midi.to(piece.dtype), projected)
+
+    def _fuse_sequences(
+        self,
+        audio: torch.Tensor | None,
+        audio_mask: torch.Tensor | None,
+        midi: torch.Tensor | None,
+        midi_mask: torch.Tensor | None,
+        hide_audio: torch.Tensor | None,
+        hide_midi: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The two sequences -> `[B, H]` (`[B, 2H]` for the `"both"` readout): the paper's fusion."""
         if self.modalities == "audio":
             return masked_mean(self.audio_projection(audio), audio_mask)
         if self.modalities == "midi":
@@ -507,6 +552,7 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
         audio_features_mask: torch.Tensor | None = None,
         midi_features: torch.Tensor | None = None,
         midi_features_mask: torch.Tensor | None = None,
+        midi_statistics: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs,
@@ -519,6 +565,8 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
             audio_features: `[B, T, D]` precomputed by `encode_audio` (replaces `input_values`), with
                 `audio_features_mask` `[B, T]`.
             midi_features: `[B, L, D]` precomputed by `encode_midi`, with `midi_features_mask` `[B, L]`.
+            midi_statistics: `[B, S]` the MIDI's performance statistics (`performance_statistics`; the processor
+                gives them), read when `config.midi_statistics`, with the MIDI.
             labels: `[B]` quadrant indices 0..3.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -563,7 +611,7 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
             draw = torch.rand(audio.shape[0], device=audio.device)
             hide_audio = draw < self.config.modality_dropout / 2
             hide_midi = (draw >= self.config.modality_dropout / 2) & (draw < self.config.modality_dropout)
-        piece = self.fusion(audio, audio_mask, midi, midi_mask, hide_audio, hide_midi)
+        piece = self.fusion(audio, audio_mask, midi, midi_mask, hide_audio, hide_midi, midi_statistics)
         logits = self.classifier(piece)
         loss = None
         if labels is not None:

@@ -281,8 +281,8 @@ class MusicEmotionPipeline(Pipeline):
         if audio is None and self.modalities != "midi":
             batch = self.processor(midi=midi, synthesize_missing_audio=True)
             if midi_for_tokens is None:
-                batch.pop("midi_input_ids")
-                batch.pop("midi_attention_mask")
+                for key in ("midi_input_ids", "midi_attention_mask", "midi_statistics"):
+                    batch.pop(key, None)
         else:
             batch = self.processor(audio=audio, midi=midi_for_tokens, sampling_rate=sampling_rate)
         if "attention_mask" in batch:
@@ -316,6 +316,8 @@ class MusicEmotionPipeline(Pipeline):
             feed["midi_features"], feed["midi_features_mask"] = model.encode_midi(
                 model_inputs["midi_input_ids"], model_inputs["midi_attention_mask"]
             )
+            if "midi_statistics" in model_inputs:
+                feed["midi_statistics"] = model_inputs["midi_statistics"]
         output = model(**feed)
         result = {"logits": output.logits, "audio_synthesized": model_inputs["audio_synthesized"]}
         result.update({key: output[key] for key in DETAIL_KEYS if output.get(key) is not None})

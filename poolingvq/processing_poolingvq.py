@@ -17,6 +17,7 @@ import numpy as np
 from transformers import BatchFeature, ProcessorMixin
 
 from .feature_extraction_poolingvq import PoolingVQFeatureExtractor
+from .performance_poolingvq import performance_statistics
 from .synthesis_poolingvq import synthesize_midi
 from .tokenization_poolingvq import PAD_TOKEN, CPMidiTokenizer, join_rows
 
@@ -36,6 +37,8 @@ class PoolingVQProcessor(ProcessorMixin):
             that pretty_midi's wheel carries).
         synthesis_level: `level` of [`synthesize_midi`]: `"peak"` (every clip at -1 dBFS) or `"velocity"` (the
             performance's own level, for models that read absolute loudness).
+        midi_statistics: also return each MIDI's performance statistics (`midi_statistics`, for a model with
+            `PoolingVQConfig.midi_statistics`).
     """
 
     def __init__(
@@ -46,9 +49,11 @@ class PoolingVQProcessor(ProcessorMixin):
         midi_max_rows: int = 1,
         soundfont: str | None = None,
         synthesis_level: str = "peak",
+        midi_statistics: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(feature_extractor)
+        self.midi_statistics = midi_statistics
         self.synthesis_level = synthesis_level
         self.midi_mode = midi_mode
         self.midi_max_length = midi_max_length
@@ -60,7 +65,8 @@ class PoolingVQProcessor(ProcessorMixin):
     def for_model(cls, config: Any, **kwargs: Any) -> PoolingVQProcessor:
         """The processor matching a `PoolingVQConfig`: its sampling rate, audio crop and MIDI row length, and, for
         an audio encoder that hears absolute loudness (`LogMelConfig(level="absolute")`), waveforms left at their
-        level and synthesis at the performance's level."""
+        level and synthesis at the performance's level; the MIDI's performance statistics when the model reads
+        them."""
         absolute = config.audio_hears_absolute_level
         feature_extractor = PoolingVQFeatureExtractor(
             sampling_rate=config.audio_sampling_rate,
@@ -68,6 +74,7 @@ class PoolingVQProcessor(ProcessorMixin):
             do_normalize=not absolute,
         )
         kwargs.setdefault("synthesis_level", "velocity" if absolute else "peak")
+        kwargs.setdefault("midi_statistics", config.midi_statistics)
         return cls(feature_extractor, midi_max_length=config.max_midi_tokens, **kwargs)
 
     @property
@@ -107,8 +114,8 @@ class PoolingVQProcessor(ProcessorMixin):
         Returns:
             `BatchFeature` with `input_values` [B, S] and `attention_mask` [B, S] (audio), `midi_input_ids`
             [B, L, 4] and `midi_attention_mask` [B, L] (MIDI: each piece's kept rows joined, real tokens first; L
-            = the longest real token count of the batch, as padding only costs attention time), for whichever
-            modalities were given.
+            = the longest real token count of the batch, as padding only costs attention time), and with
+            `midi_statistics` `midi_statistics` [B, S], for whichever modalities were given.
         """
         if audio is None and midi is None:
             raise ValueError("give `audio`, `midi` or both")
@@ -135,6 +142,8 @@ class PoolingVQProcessor(ProcessorMixin):
                 row[: len(piece)] = piece
             data["midi_input_ids"] = tokens
             data["midi_attention_mask"] = (tokens[..., 0] != PAD_TOKEN[0]).astype(np.int64)
+            if self.midi_statistics:
+                data["midi_statistics"] = np.stack([performance_statistics(m) for m in midi_list])
         return BatchFeature(data, tensor_type=return_tensors)
 
 

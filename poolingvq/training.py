@@ -665,7 +665,13 @@ def evaluate(
 #: MIDI encoder the CP tokens (`modality_reliance` swaps those the batch carries)
 MODALITY_INPUTS = {
     "audio": ("audio_features", "audio_features_mask"),
-    "midi": ("midi_features", "midi_features_mask", "midi_input_ids", "midi_attention_mask"),
+    "midi": (
+        "midi_features",
+        "midi_features_mask",
+        "midi_input_ids",
+        "midi_attention_mask",
+        "midi_statistics",
+    ),
 }
 
 
@@ -716,6 +722,7 @@ class SplitFeatures:
     labels: dict[str, list[int]] = field(default_factory=dict)
     midi_paths: dict[str, list[str]] = field(default_factory=dict)
     midi_tokens: dict[str, list[torch.Tensor]] | None = None
+    midi_statistics: dict[str, torch.Tensor] | None = None
 
     def add(
         self, split: str, keys: Sequence[str], labels: Sequence[int], midi_paths: Sequence[str] = ()
@@ -735,6 +742,22 @@ class SplitFeatures:
                 raise ValueError(f"{split}: {len(self.keys[split])} keys but {len(paths)} MIDI files")
             tokens[split] = midi_token_sequences(paths, processor.midi_tokenizer, processor.midi_max_rows)
         self.midi_tokens = tokens
+
+    def read_statistics(self) -> None:
+        """`midi_statistics` from `midi_paths`: each MIDI file's performance statistics `[N, S]` per split, read
+        once per file (a clip's several renderings share its MIDI)."""
+        from .performance_poolingvq import performance_statistics
+
+        rows: dict[str, torch.Tensor] = {}
+        statistics: dict[str, torch.Tensor] = {}
+        for split, paths in self.midi_paths.items():
+            if len(paths) != len(self.keys[split]):
+                raise ValueError(f"{split}: {len(self.keys[split])} keys but {len(paths)} MIDI files")
+            for path in paths:
+                if path not in rows:
+                    rows[path] = torch.from_numpy(performance_statistics(path))
+            statistics[split] = torch.stack([rows[path] for path in paths])
+        self.midi_statistics = statistics
 
 
 @dataclass
@@ -778,8 +801,10 @@ def train(args: TrainingArguments, clips: dict[str, list[dict[str, Any]]] | None
     features = prepare_features(model, clips, cache, processor, args, accelerator)
     if model.config.finetune_midi_encoder:  # its features change as it trains: it reads tokens, not the cache
         features.tokenize_midi(processor)
+    if model.config.midi_statistics:
+        features.read_statistics()
     if not args.resume:  # a checkpoint holds the trained codebook and the fusion's statistics
-        init_from_cache(model, cache, features.keys["train"], args)
+        init_from_cache(model, cache, features, args)
     run = fit(model, cache, features, args, accelerator)
     unwrapped = accelerator.unwrap_model(run.model)
     metrics = {
@@ -911,13 +936,19 @@ def prepare_features(
 
 
 def init_from_cache(
-    model: PoolingVQForMusicEmotion, cache: Any, train_keys: Sequence[str], args: TrainingArguments
+    model: PoolingVQForMusicEmotion, cache: Any, features: SplitFeatures, args: TrainingArguments
 ) -> None:
-    """Step 3, on the cached training features: the fusion's audio statistics (when it standardizes), and the
+    """Step 3, on the cached training features: the fusion's audio statistics (when it standardizes), the
+    standardization of the MIDI's performance statistics over the training clips (`midi_statistics`), and the
     codebook from cosine k-means on the frames of a seeded random `--codebook-fraction` of the training clips
     (when the model pools)."""
     from .features import fit_audio_standardization_from_cache, init_codebook_from_cache
 
+    train_keys = features.keys["train"]
+    if model.config.midi_statistics:
+        if features.midi_statistics is None:
+            raise ValueError("the model reads MIDI statistics: call features.read_statistics() first")
+        model.fusion.statistics_projection[0].fit([features.midi_statistics["train"]])
     fit_audio_standardization_from_cache(model, cache, train_keys, args.codebook_fraction, args.seed)
     if model.quantizer is not None and model.config.pooling != "none":
         init_codebook_from_cache(
@@ -951,8 +982,16 @@ def fit(
 
     def loader(split: str, shuffle: bool) -> DataLoader:
         tokens = None if features.midi_tokens is None else features.midi_tokens[split]
+        statistics = None if features.midi_statistics is None else features.midi_statistics[split]
+        dataset = CachedFeatureDataset(
+            cache,
+            features.keys[split],
+            features.labels[split],
+            midi_tokens=tokens,
+            midi_statistics=statistics,
+        )
         return DataLoader(
-            CachedFeatureDataset(cache, features.keys[split], features.labels[split], midi_tokens=tokens),
+            dataset,
             batch_size=args.batch_size,
             shuffle=shuffle,
             collate_fn=collate_cached_features,

@@ -246,6 +246,39 @@ def test_both_stages_readout_gives_audio_a_direct_path_to_the_head():
         PoolingVQConfig(fusion_readout="concat")
 
 
+def test_midi_statistics_reach_the_head_and_go_with_the_midi():
+    from poolingvq.performance_poolingvq import NUM_STATISTICS
+
+    model = tiny_model(fusion_readout="both", modality_dropout=0.3, midi_statistics=True)
+    hidden = model.config.fusion_hidden_size
+    assert model.config.fused_size == 3 * hidden == model.classifier[1].in_features
+    generator = torch.Generator().manual_seed(4)
+    audio, midi = torch.randn(2, 30, 32, generator=generator), torch.randn(2, 12, 32, generator=generator)
+    statistics = torch.randn(2, NUM_STATISTICS, generator=generator)
+    features = {"audio_features": audio, "midi_features": midi}
+    with torch.no_grad():
+        logits = model(**features, midi_statistics=statistics).logits
+        other = model(**features, midi_statistics=statistics.flip(0)).logits
+        assert not torch.allclose(logits, other)  # the head reads them
+        with pytest.raises(ValueError, match="midi_statistics"):
+            model(**features)
+        # audio alone: the statistics slot is the absent-MIDI token, as the MIDI sequence is
+        piece = model.fusion(audio, torch.ones(2, 30, dtype=torch.bool), None, None)
+        torch.testing.assert_close(piece[:, 2 * hidden :], model.fusion.absent_midi.expand(2, -1))
+        model(audio_features=audio)  # answers without statistics
+        hidden_midi = model.fusion(
+            audio, torch.ones(2, 30, dtype=torch.bool), midi, torch.ones(2, 12, dtype=torch.bool),
+            hide_midi=torch.tensor([True, False]), statistics=statistics,
+        )  # fmt: skip
+    torch.testing.assert_close(hidden_midi[0, 2 * hidden :], model.fusion.absent_midi)
+    assert not torch.allclose(hidden_midi[1, 2 * hidden :], model.fusion.absent_midi)
+    with pytest.raises(ValueError, match="midi_statistics needs the MIDI"):
+        PoolingVQConfig.from_preset("tiny", modalities="audio", midi_statistics=True)
+    midi_only = tiny_model(modalities="midi", midi_statistics=True)
+    assert midi_only.config.fused_size == 2 * hidden
+    assert midi_only(midi_features=midi, midi_statistics=statistics).logits.shape == (2, 4)
+
+
 def test_config_presets_and_validation():
     paper = PoolingVQConfig.from_preset("paper")
     assert paper.audio_config.hidden_size == 768 and paper.audio_config.num_hidden_layers == 12

@@ -34,6 +34,15 @@ def save_model(folder: Path, **overrides) -> Path:
     return folder
 
 
+def assert_batching_changes_nothing(classify, inputs: list) -> None:
+    """The pipeline gives each input the same scores one by one as in batches of two."""
+    one_by_one = [classify(item) for item in inputs]
+    batched = classify(inputs, batch_size=2)
+    for single, batch in zip(one_by_one, batched, strict=True):
+        for a, b in zip(single, batch, strict=True):
+            assert a["label"] == b["label"] and abs(a["score"] - b["score"]) < 1e-5
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("pieces")
@@ -97,6 +106,35 @@ def test_processor_round_trip_with_auto_processor(tmp_path):
     assert loaded.feature_extractor.sampling_rate == 24000 and loaded.feature_extractor.max_seconds == 60.0
 
 
+def test_processor_gives_performance_statistics_to_a_model_that_reads_them(files, tmp_path):
+    from poolingvq.performance_poolingvq import NUM_STATISTICS, performance_statistics
+
+    config = PoolingVQConfig.from_preset("tiny", midi_statistics=True)
+    processor = PoolingVQProcessor.for_model(config)
+    batch = processor(midi=[files["midi"], files["other_midi"]])
+    assert batch["midi_statistics"].shape == (2, NUM_STATISTICS)
+    torch.testing.assert_close(
+        batch["midi_statistics"][1], torch.from_numpy(performance_statistics(files["other_midi"]))
+    )
+    assert "midi_statistics" not in PoolingVQProcessor.for_model(PoolingVQConfig.from_preset("tiny"))(
+        midi=files["midi"]
+    )
+    processor.save_pretrained(tmp_path)
+    assert AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True).midi_statistics
+
+
+def test_pipeline_of_a_model_with_midi_statistics_batches_and_takes_either_modality(files, tmp_path):
+    folder = save_model(tmp_path / "statistics", midi_statistics=True, modality_dropout=0.3)
+    classify, _ = load_pipeline(folder)
+    inputs = [
+        {"audio": str(files["wav"]), "midi": str(files["midi"])},
+        {"midi": str(files["other_midi"])},
+        {"audio": str(files["flac"])},
+    ]
+    assert_batching_changes_nothing(classify, inputs)
+    assert classify(inputs[2], return_details=True)["heard"] == "audio only (no MIDI)"
+
+
 # --- pipeline -----------------------------------------------------------------------------------------------------
 
 
@@ -141,11 +179,7 @@ def test_batched_inputs_give_the_same_scores(classify, files):
         {"audio": str(files["flac"]), "midi": str(files["other_midi"])},
         {"midi": str(files["other_midi"])},
     ]
-    one_by_one = [classify(item) for item in inputs]
-    batched = classify(inputs, batch_size=2)
-    for single, batch in zip(one_by_one, batched, strict=True):
-        for a, b in zip(single, batch, strict=True):
-            assert a["label"] == b["label"] and abs(a["score"] - b["score"]) < 1e-5
+    assert_batching_changes_nothing(classify, inputs)
 
 
 def test_lists_tuples_and_empty_lists(classify, files):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -217,6 +218,32 @@ def test_finetuning_the_midi_encoder_trains_it_and_its_folder_predicts_as_metric
     assert "midi - random, untrained weights (seed 0), then fine-tuned here" in card
     assert "the MIDI encoder started from random, untrained weights (seed 0) and was fine-tuned here" in card
     assert " --finetune-midi-encoder " in card
+
+
+def test_a_run_with_midi_statistics_fits_their_standardization_and_its_folder_predicts_as_metrics_json_says(
+    tmp_path, cache_dir, written_clips
+):
+    """`midi_statistics=true`: each clip's performance statistics are read from its MIDI file once, standardized
+    over the training clips, and the saved folder computes them itself through its processor."""
+    from poolingvq.performance_poolingvq import STATISTIC_NAMES, performance_statistics
+
+    output = tmp_path / "statistics"
+    metrics = train(
+        written_clip_arguments(output, cache_dir, config_overrides="midi_statistics=true", epochs=8),
+        written_clips,
+    )
+    model = PoolingVQForMusicEmotion.from_pretrained(output)
+    assert model.config.midi_statistics and model.classifier[1].in_features == model.config.fused_size
+    standardization = model.fusion.statistics_projection[0]
+    train_rows = torch.from_numpy(
+        np.stack([performance_statistics(c["midi_path"]) for c in written_clips["train"]])
+    )
+    torch.testing.assert_close(standardization.mean, train_rows.double().mean(0).float())
+    velocity = STATISTIC_NAMES.index("velocity_mean")
+    assert float(standardization.std[velocity]) > 0.1  # the written quadrants are played at 45..120
+    assert set(metrics["test"]["modality_reliance"]) == {"audio", "midi"}
+    again = predicted_test_metrics(output, written_clips)
+    assert again["confusion_matrix"] == metrics["test"]["confusion_matrix"]
 
 
 def test_only_a_finetuning_run_trains_and_saves_the_midi_encoder(tmp_path, capsys):

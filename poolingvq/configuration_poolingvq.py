@@ -346,8 +346,8 @@ class PoolingVQConfig(PreTrainedConfig):
             pieces (buffers fitted before training, like the audio's), projected to `fusion_hidden_size` and
             concatenated to the fusion's vector. CP tokens carry neither velocity nor tempo (positions are in
             beats), the plainest cues of arousal; with these the MIDI path hears them, and hears them at any
-            tempo. A hidden or missing MIDI hides them too (the "absent" MIDI token stands in). Needs the MIDI
-            modality.
+            tempo. A hidden or missing MIDI hides them too (the "absent" MIDI token stands in). The audio-only
+            ablation (`modalities="audio"`) reads no MIDI, so none of its statistics either (`reads_midi_statistics`).
         label_meanings: what each quadrant means, for people reading predictions.
     """
 
@@ -417,8 +417,6 @@ class PoolingVQConfig(PreTrainedConfig):
             raise ValueError("need 1 <= avg_max_distinct_codes <= weighted_max_distinct_codes")
         if not 0.0 <= self.modality_dropout < 1.0:
             raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}")
-        if self.midi_statistics and self.modalities == "audio":
-            raise ValueError("midi_statistics needs the MIDI modality (modalities='audio' has none)")
         if self.codebook_size < 1:
             raise ValueError(f"codebook_size must be positive, got {self.codebook_size}")
         if self.fusion_hidden_size % self.fusion_num_heads:
@@ -430,7 +428,12 @@ class PoolingVQConfig(PreTrainedConfig):
     def fused_size(self) -> int:
         """Width of the fusion's one vector per piece, which the head reads."""
         both_stages = self.modalities == "audio+midi" and self.fusion_readout == "both"
-        return self.fusion_hidden_size * (1 + both_stages + self.midi_statistics)
+        return self.fusion_hidden_size * (1 + both_stages + self.reads_midi_statistics)
+
+    @property
+    def reads_midi_statistics(self) -> bool:
+        """Whether the model reads the MIDI's performance statistics (`midi_statistics`, and a MIDI modality)."""
+        return self.midi_statistics and self.modalities != "audio"
 
     @property
     def accepts_missing_modality(self) -> bool:

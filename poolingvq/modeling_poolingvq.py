@@ -194,7 +194,7 @@ class PoolingVQFusion(nn.Module):
             self.midi_queries_audio = CrossAttentionBlock(
                 hidden, config.fusion_num_heads, config.fusion_dropout, config.fusion_attention_dropout
             )
-        if config.midi_statistics:
+        if config.reads_midi_statistics:
             self.statistics_projection = nn.Sequential(
                 FeatureStandardization(NUM_STATISTICS), nn.Linear(NUM_STATISTICS, hidden)
             )

@@ -74,7 +74,7 @@ class PoolingVQProcessor(ProcessorMixin):
             do_normalize=not absolute,
         )
         kwargs.setdefault("synthesis_level", "velocity" if absolute else "peak")
-        kwargs.setdefault("midi_statistics", config.midi_statistics)
+        kwargs.setdefault("midi_statistics", config.reads_midi_statistics)
         return cls(feature_extractor, midi_max_length=config.max_midi_tokens, **kwargs)
 
     @property

@@ -801,7 +801,7 @@ def train(args: TrainingArguments, clips: dict[str, list[dict[str, Any]]] | None
     features = prepare_features(model, clips, cache, processor, args, accelerator)
     if model.config.finetune_midi_encoder:  # its features change as it trains: it reads tokens, not the cache
         features.tokenize_midi(processor)
-    if model.config.midi_statistics:
+    if model.config.reads_midi_statistics:
         features.read_statistics()
     if not args.resume:  # a checkpoint holds the trained codebook and the fusion's statistics
         init_from_cache(model, cache, features, args)
@@ -945,7 +945,7 @@ def init_from_cache(
     from .features import fit_audio_standardization_from_cache, init_codebook_from_cache
 
     train_keys = features.keys["train"]
-    if model.config.midi_statistics:
+    if model.config.reads_midi_statistics:
         if features.midi_statistics is None:
             raise ValueError("the model reads MIDI statistics: call features.read_statistics() first")
         model.fusion.statistics_projection[0].fit([features.midi_statistics["train"]])
@@ -1354,6 +1354,12 @@ def write_model_card(
         if reliance
         else ""
     )
+    statistics_note = (
+        ", and the MIDI's performance statistics (velocity, notes per second in real time, pedal, mode, scale "
+        "degrees: `midi_statistics`, which CP tokens lack) beside the fusion's vector"
+        if config.reads_midi_statistics
+        else ""
+    )
     model_ref = args.push_to_hub or folder.name
     where = "" if args.push_to_hub else "  # this folder's path, or its Hub repo id once pushed"
     content = f"""---
@@ -1374,7 +1380,7 @@ trained with the paper's recipe on [{dataset_name}]({homepage})'s `{args.config}
 Configuration: pooling `{config.pooling}`, modalities `{config.modalities}`, codebook size {config.codebook_size},
 audio encoder {config.audio_encoder_description} (frozen), MIDI encoder {encoder_shape(config.midi_config)}
 (initialised from `{args.model_init}`; {midi_encoder_training(args, config)}), fusion read-out
-`{config.fusion_readout}`.
+`{config.fusion_readout}`{statistics_note}.
 
 Encoder weights: {encoder_lines}
 {reliance_note}

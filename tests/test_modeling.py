@@ -272,8 +272,9 @@ def test_midi_statistics_reach_the_head_and_go_with_the_midi():
         )  # fmt: skip
     torch.testing.assert_close(hidden_midi[0, 2 * hidden :], model.fusion.absent_midi)
     assert not torch.allclose(hidden_midi[1, 2 * hidden :], model.fusion.absent_midi)
-    with pytest.raises(ValueError, match="midi_statistics needs the MIDI"):
-        PoolingVQConfig.from_preset("tiny", modalities="audio", midi_statistics=True)
+    audio_only = tiny_model(modalities="audio", midi_statistics=True)  # the ablation reads no MIDI at all
+    assert not audio_only.config.reads_midi_statistics and audio_only.config.fused_size == hidden
+    assert not hasattr(audio_only.fusion, "statistics_projection")
     midi_only = tiny_model(modalities="midi", midi_statistics=True)
     assert midi_only.config.fused_size == 2 * hidden
     assert midi_only(midi_features=midi, midi_statistics=statistics).logits.shape == (2, 4)

@@ -244,6 +244,9 @@ def test_a_run_with_midi_statistics_fits_their_standardization_and_its_folder_pr
     assert set(metrics["test"]["modality_reliance"]) == {"audio", "midi"}
     again = predicted_test_metrics(output, written_clips)
     assert again["confusion_matrix"] == metrics["test"]["confusion_matrix"]
+    assert (
+        "the MIDI's performance statistics (velocity, notes per second" in (output / "README.md").read_text()
+    )
 
 
 def test_only_a_finetuning_run_trains_and_saves_the_midi_encoder(tmp_path, capsys):

@@ -269,6 +269,14 @@ def model_card(folder: Path) -> str:
     per_class = " / ".join(
         f"{label} {score:.2f}" for label, score in through_pipeline["per_class_f1"].items()
     )
+    statistics_line = (
+        "\n- MIDI, how it is played: the file's performance statistics (`midi_statistics`: velocity level and spread,"
+        "\n  notes and onsets per second in real time, sustain pedal, key-profile mode globally and per 4 s window, the"
+        "\n  pitch classes as scale degrees, chord intervals), which CP tokens lack; standardized over the training"
+        "\n  clips, projected and set beside the fusion's vector. A recording alone has none: the absent token stands in."
+        if config.get("midi_statistics") and config.get("modalities") != "audio"
+        else ""
+    )
     arguments = TrainingArguments(**metrics["arguments"])
     command = "poolingvq train " + " ".join(training_flags(arguments))
     for path, placeholder in (
@@ -296,7 +304,7 @@ or from both.
   second); then PoolingVQ's codebook ({config["codebook_size"]} codes, windows of {config["window_size"]}, stride
   {config["window_stride"]}).
 - MIDI: a small MIDI-BERT ({midi["num_hidden_layers"]} layers, {midi["hidden_size"]} wide) pre-trained here with
-  MIDI-BERT's masked compound-word objective on {sources}; frozen.
+  MIDI-BERT's masked compound-word objective on {sources}; frozen.{statistics_line}
 - Fusion: the paper's two cross-attentions (width {config["fusion_hidden_size"]}); the head reads both stages
   (`fusion_readout="{config.get("fusion_readout", "midi")}"`). In training one modality of a piece was hidden with
   probability {config.get("modality_dropout", 0):g} (a learned "absent" token stands in), which is what lets it answer

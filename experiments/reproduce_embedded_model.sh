@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the model shipped in poolingvq/embedded/poolingvq-emopia/ and every figure of its model card, on CPU,
 # with nothing downloaded from the Hub: the `offline` preset (a spectral front end that keeps loudness, chroma, key
-# profiles and onsets) and a small MIDI-BERT pre-trained here.
+# profiles and onsets), a small MIDI-BERT pre-trained here, and each MIDI's performance statistics (velocity, notes
+# per second in real time, pedal, mode: `--config-overrides midi_statistics=true`).
 #
 #   bash experiments/reproduce_embedded_model.sh            # work files under runs/embedded (git-ignored)
 #
@@ -38,7 +39,8 @@ for soundfont in "$TRAIN_SOUNDFONT" "$HELDOUT_SOUNDFONT"; do
   [ -f "$soundfont" ] || { echo "missing $soundfont: apt-get install fluid-soundfont-gm musescore-general-soundfont-lossless" >&2; exit 2; }
 done
 COMMON=(--model-init offline --midi-encoder "$WORK/midibert-small" --midi-mode rescaled --lr-head 1e-3
-        --epochs 20 --seed "$SEED" --cache-dir "$WORK/features" --extra-soundfonts "$TRAIN_SOUNDFONT" --no-progress)
+        --epochs 20 --seed "$SEED" --cache-dir "$WORK/features" --extra-soundfonts "$TRAIN_SOUNDFONT" --no-progress
+        --config-overrides midi_statistics=true)
 
 # 1. the MIDI encoder
 if [ ! -f "$WORK/midibert-small/pretraining_metrics.json" ]; then

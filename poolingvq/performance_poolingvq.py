@@ -46,6 +46,9 @@ WINDOW_SECONDS = 4.0
 CHORD_SECONDS = 0.03
 #: How many later notes of the same chord each note is compared with (chords of up to 8 notes are complete).
 CHORD_REACH = 7
+#: Longer pieces are refused: no music lasts a day, and a note placed there by a broken file would otherwise make
+#: the per-window arrays as large as the span.
+MAX_PIECE_SECONDS = 24 * 3600.0
 
 #: The statistics, in the order of `performance_statistics`' vector.
 STATISTIC_NAMES: tuple[str, ...] = (
@@ -87,7 +90,8 @@ def performance_statistics(midi: str | os.PathLike | bytes | symusic.Score) -> n
     tracks are left out. Vectorised over notes and windows.
 
     Raises:
-        PoolingVQInputError: the MIDI is missing, unreadable, corrupt, too large, or has no pitched note.
+        PoolingVQInputError: the MIDI is missing, unreadable, corrupt, too large, has no pitched note, or lasts
+            longer than `MAX_PIECE_SECONDS`.
     """
     score = load_score(midi).to("second")
     start, duration, pitch, velocity = _pitched_notes(score, midi)
@@ -95,6 +99,11 @@ def performance_statistics(midi: str | os.PathLike | bytes | symusic.Score) -> n
     start, duration, pitch, velocity = start[order], duration[order], pitch[order], velocity[order]
     first, end = start[0], float((start + duration).max())
     span = max(end - first, 1e-3)
+    if span > MAX_PIECE_SECONDS:
+        raise PoolingVQInputError(
+            midi,
+            f"its notes span {span / 3600:.0f} hours; no piece lasts over {MAX_PIECE_SECONDS / 3600:.0f}",
+        )
 
     chord = np.concatenate([[0], np.cumsum(np.diff(start) > CHORD_SECONDS)])  # [N] chord index
     num_chords = int(chord[-1]) + 1

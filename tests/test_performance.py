@@ -117,6 +117,11 @@ def test_bad_midi_is_an_input_error(tmp_path):
         performance_statistics(b"MThd not really a midi file")
     with pytest.raises(PoolingVQInputError):
         performance_statistics(tmp_path / "missing.mid")
+    # a note two billion ticks late at 1 bpm: refused by its length, not by the memory its windows would take
+    absurd = chords_score([C_MAJOR], qpm=1.0)
+    absurd.tracks[0].notes.append(symusic.Note(2**31 - 10_000, 480, 60, 80))
+    with pytest.raises(PoolingVQInputError, match="hours"):
+        performance_statistics(absurd)
 
 
 @needs_emopia

@@ -326,6 +326,10 @@ class PoolingVQConfig(PreTrainedConfig):
             inference, e.g. a recording without MIDI: most people who want to know a piece's mood have a
             recording only. It also keeps the fusion from leaning on one side alone (issue 7's model ignored its
             audio entirely). The paper does not do this; 0.3 hides each modality in 15% of the pieces.
+        modality_dropout_midi_share: of the pieces `modality_dropout` hides a modality of, the share whose MIDI is
+            hidden (the rest: their audio); 0.5, both alike. The answer from a recording alone is learnt only on the
+            pieces whose MIDI is hidden, and when the MIDI side is the stronger one (`midi_statistics`) the fusion
+            otherwise learns little from the audio; a larger share trains that path more.
         audio_normalization: how the fusion normalises audio frames before projecting them. `"layer"` (default): a
             LayerNorm over each frame's features, which removes a frame's overall level: right for MERT's hidden
             states and for log-mel at a per-clip level. `"standardize"`: each feature standardised by its mean and
@@ -381,6 +385,7 @@ class PoolingVQConfig(PreTrainedConfig):
     fusion_attention_dropout: float = 0.0
     fusion_readout: str = "midi"
     modality_dropout: float = 0.0
+    modality_dropout_midi_share: float = 0.5
     audio_normalization: str = "layer"
     classifier_dropout: float = 0.1
     freeze_encoders: bool = True
@@ -417,6 +422,10 @@ class PoolingVQConfig(PreTrainedConfig):
             raise ValueError("need 1 <= avg_max_distinct_codes <= weighted_max_distinct_codes")
         if not 0.0 <= self.modality_dropout < 1.0:
             raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}")
+        if not 0.0 <= self.modality_dropout_midi_share <= 1.0:
+            raise ValueError(
+                f"modality_dropout_midi_share must be in [0, 1], got {self.modality_dropout_midi_share}"
+            )
         if self.codebook_size < 1:
             raise ValueError(f"codebook_size must be positive, got {self.codebook_size}")
         if self.fusion_hidden_size % self.fusion_num_heads:

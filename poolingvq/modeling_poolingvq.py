@@ -607,10 +607,12 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
 
         hide_audio = hide_midi = None
         if self.training and self.config.accepts_missing_modality and audio is not None and midi is not None:
-            # one draw per piece: hide the audio with probability p/2, else the MIDI with probability p/2
+            # one draw per piece: hide the audio with probability p (1 - s), else the MIDI with probability p s
+            # (p = modality_dropout, s = modality_dropout_midi_share; s = 0.5: p/2 each)
             draw = torch.rand(audio.shape[0], device=audio.device)
-            hide_audio = draw < self.config.modality_dropout / 2
-            hide_midi = (draw >= self.config.modality_dropout / 2) & (draw < self.config.modality_dropout)
+            hide_audio_below = self.config.modality_dropout * (1 - self.config.modality_dropout_midi_share)
+            hide_audio = draw < hide_audio_below
+            hide_midi = (draw >= hide_audio_below) & (draw < self.config.modality_dropout)
         piece = self.fusion(audio, audio_mask, midi, midi_mask, hide_audio, hide_midi, midi_statistics)
         logits = self.classifier(piece)
         loss = None

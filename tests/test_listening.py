@@ -222,6 +222,16 @@ def test_modality_dropout_hides_about_its_share_and_only_in_training() -> None:
     model.eval()
     model(**batch)
     assert seen[-1] == (None, None)
+    # modality_dropout_midi_share: of the hidden pieces, the share whose MIDI is hidden
+    model = tiny_model(modality_dropout=0.6, modality_dropout_midi_share=0.75).train()
+    model.fusion.register_forward_hook(lambda module, args, out: seen.append(args[4:6]))
+    torch.manual_seed(1)
+    model(**batch)
+    hide_audio, hide_midi = seen[-1]
+    assert not (hide_audio & hide_midi).any()
+    assert 0.08 < hide_audio.float().mean() < 0.22 and 0.36 < hide_midi.float().mean() < 0.54
+    with pytest.raises(ValueError, match="modality_dropout_midi_share"):
+        tiny_model(modality_dropout_midi_share=1.5)
 
 
 def test_a_model_without_modality_dropout_still_needs_both() -> None:

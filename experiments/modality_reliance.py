@@ -28,7 +28,7 @@ from poolingvq.experiments import slug
 from poolingvq.features import CachedFeatureDataset, FeatureCache, collate_cached_features, extract_features
 from poolingvq.modeling_poolingvq import PoolingVQForMusicEmotion
 from poolingvq.processing_poolingvq import PoolingVQProcessor
-from poolingvq.training import TrainingArguments, load_split_clips, modality_reliance, subset
+from poolingvq.training import SplitFeatures, TrainingArguments, load_split_clips, modality_reliance, subset
 
 
 def test_loader(model: PoolingVQForMusicEmotion, args: TrainingArguments, cache: FeatureCache) -> DataLoader:
@@ -46,9 +46,16 @@ def test_loader(model: PoolingVQForMusicEmotion, args: TrainingArguments, cache:
     )
     if result.computed:
         raise RuntimeError(f"{result.computed} test clips were not in the cache: is --cache-dir the run's?")
-    label_of = {key: clip["label"] for key, clip in zip(result.keys, clips, strict=True)}
+    clip_of = dict(zip(result.keys, clips, strict=True))
     keys = result.cached_keys
-    dataset = CachedFeatureDataset(cache, keys, [label_of[key] for key in keys])
+    features = SplitFeatures()
+    features.add(
+        "test", keys, [clip_of[key]["label"] for key in keys], [clip_of[key]["midi_path"] for key in keys]
+    )
+    if model.config.reads_midi_statistics:  # as training gives them: read from each clip's MIDI file
+        features.read_statistics()
+    statistics = None if features.midi_statistics is None else features.midi_statistics["test"]
+    dataset = CachedFeatureDataset(cache, keys, features.labels["test"], midi_statistics=statistics)
     return DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate_cached_features)
 
 

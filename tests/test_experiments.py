@@ -144,8 +144,12 @@ def test_variants_must_belong_to_the_suite(tmp_path):
 
 
 @needs_emopia
-def test_reliance_script_remeasures_what_training_reported(tmp_path):
-    """experiments/modality_reliance.py rebuilds a saved run's test batches and gets the figure `train` wrote."""
+@pytest.mark.parametrize(
+    "overrides", [[], ["--config-overrides", "midi_statistics=true"]], ids=["", "statistics"]
+)
+def test_reliance_script_remeasures_what_training_reported(tmp_path, overrides):
+    """experiments/modality_reliance.py rebuilds a saved run's test batches (with the MIDI's performance statistics
+    when the model reads them) and gets the figure `train` wrote."""
     import subprocess
     import sys
 
@@ -156,7 +160,7 @@ def test_reliance_script_remeasures_what_training_reported(tmp_path):
         "--allow-random-encoders",
         "--output-dir", str(output), "--cache-dir", str(cache), "--max-train-samples", "16",
         "--max-eval-samples", "10", "--epochs", "1", "--batch-size", "4", "--max-audio-seconds", "5",
-        "--midi-mode", "rescaled", "--fusion-readout", "both",
+        "--midi-mode", "rescaled", "--fusion-readout", "both", *overrides,
     ]  # fmt: skip
     assert main(argv) == 0
     script = Path(__file__).resolve().parents[1] / "experiments" / "modality_reliance.py"

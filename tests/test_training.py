@@ -249,6 +249,26 @@ def test_a_run_with_midi_statistics_fits_their_standardization_and_its_folder_pr
     )
 
 
+def test_audio_tilt_augmentation_tilts_only_the_log_mel_bins_of_training_batches(tmp_path, capsys):
+    from poolingvq.cli import main
+    from poolingvq.training import tilt_log_mel
+
+    frames = torch.randn(3, 5, 20)
+    tilted = tilt_log_mel(frames, 16, 0.5, torch.Generator().manual_seed(0))
+    change = tilted - frames
+    assert torch.equal(change[..., 16:], torch.zeros(3, 5, 4))  # chroma, key and onsets untouched
+    torch.testing.assert_close(change[:, :1], change[:, 1:2])  # one tilt per clip, the same in every frame
+    slopes = change[:, 0, 15] - change[:, 0, 0]  # highest minus lowest bin
+    assert (slopes.abs() <= 0.5).all() and len(set(slopes.tolist())) == 3
+    torch.testing.assert_close(
+        change[:, 0, :16].mean(-1), torch.zeros(3)
+    )  # a tilt about the middle: no level change
+    # the MERT front end has no log-mel bins to tilt: refused before anything runs
+    argv = ["train", "--model-init", "tiny", "--allow-random-encoders", "--audio-tilt-augmentation", "0.3"]
+    assert main([*argv, "--output-dir", str(tmp_path)]) == 2
+    assert "--audio-tilt-augmentation" in capsys.readouterr().err
+
+
 def test_only_a_finetuning_run_trains_and_saves_the_midi_encoder(tmp_path, capsys):
     from poolingvq import PoolingVQConfig
     from poolingvq.cli import main

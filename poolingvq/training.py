@@ -155,12 +155,12 @@ class TrainingArguments:
     )
     lr_quantizer: float = field(default=5e-5, metadata={"help": "learning rate of the codebook"})
     weight_decay_quantizer: float = field(default=1e-5, metadata={"help": "weight decay of the codebook"})
-    audio_tilt_augmentation: float = field(
-        default=0.0,
+    audio_tilt_augmentation: float | None = field(
+        default=None,
         metadata={
             "help": "log-mel front end only: tilt each training clip's mel spectrum by a random slope, up to this "
             "many log-mel units (1 = 40 dB) between its lowest and highest bin, so the model cannot read loudness "
-            "from one piano's brightness (0: off)"
+            "from one piano's brightness (default: off)"
         },
     )
     finetune_midi_encoder: bool = field(

@@ -177,6 +177,14 @@ def parse_input(inputs: Any, model_sampling_rate: int | None = None) -> tuple[An
     return audio, None, sampling_rate
 
 
+def gives_midi(inputs: Any) -> bool:
+    """Whether one input carries a MIDI (a piece dict with `"midi"`, or a path / URL named as a MIDI file), read
+    without parsing or downloading anything."""
+    if isinstance(inputs, dict):
+        return inputs.get("midi") is not None
+    return is_midi_name(inputs)
+
+
 def split_input(inputs: Any) -> tuple[Any, Any]:
     """(audio, midi) of one input, as `parse_input` reads it (kept for callers of earlier versions)."""
     audio, midi, _ = parse_input(inputs)
@@ -238,6 +246,13 @@ class MusicEmotionPipeline(Pipeline):
             inputs = list(inputs)
         if isinstance(inputs, list) and not inputs:
             return []
+        if (
+            isinstance(inputs, list)
+            and self.modalities == "audio+midi"
+            and len({gives_midi(item) for item in inputs}) > 1
+        ):
+            # a recording alone has no MIDI tokens to pad: such pieces cannot share a batch with pieces that have them
+            kwargs["batch_size"] = 1
         return super().__call__(inputs, **kwargs)
 
     def _sanitize_parameters(
@@ -353,4 +368,11 @@ class MusicEmotionPipeline(Pipeline):
         return details
 
 
-__all__ = ["MusicEmotionPipeline", "conv_receptive_field", "heard", "parse_input", "split_input"]
+__all__ = [
+    "MusicEmotionPipeline",
+    "conv_receptive_field",
+    "gives_midi",
+    "heard",
+    "parse_input",
+    "split_input",
+]

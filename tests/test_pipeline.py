@@ -133,6 +133,9 @@ def test_pipeline_of_a_model_with_midi_statistics_batches_and_takes_either_modal
     ]
     assert_batching_changes_nothing(classify, inputs)
     assert classify(inputs[2], return_details=True)["heard"] == "audio only (no MIDI)"
+    # a recording alone first, then pieces with MIDI: a batch of both kinds is run piece by piece, same scores
+    mixed = [inputs[2], inputs[1], inputs[0]]
+    assert classify(mixed, batch_size=2) == [classify(item) for item in mixed]
 
 
 # --- pipeline -----------------------------------------------------------------------------------------------------

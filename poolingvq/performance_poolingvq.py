@@ -23,17 +23,16 @@ import numpy as np
 import symusic
 
 from .errors_poolingvq import PoolingVQInputError
+from .logmel_poolingvq import MAJOR_PROFILE, MINOR_PROFILE
 from .tokenization_poolingvq import load_score
-
-#: Krumhansl-Kessler key profiles (C major, C minor); row k of `KEY_PROFILES` is the profile of key k (12 major,
-#: then 12 minor), standardized so that a dot product with a standardized histogram / 12 is a correlation.
-MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
 
 def _key_profiles() -> np.ndarray:
+    """Row k: the profile of key k (12 major from C, then 12 minor), the log-mel front end's Krumhansl-Kessler
+    profiles in float64, standardized so that a dot product with a standardized histogram / 12 is a correlation."""
     profiles = np.stack(
-        [np.roll(MAJOR_PROFILE, k) for k in range(12)] + [np.roll(MINOR_PROFILE, k) for k in range(12)]
+        [np.roll(np.array(MAJOR_PROFILE), k) for k in range(12)]
+        + [np.roll(np.array(MINOR_PROFILE), k) for k in range(12)]
     )
     return (profiles - profiles.mean(1, keepdims=True)) / profiles.std(1, keepdims=True)
 
@@ -80,7 +79,9 @@ STATISTIC_NAMES: tuple[str, ...] = (
 NUM_STATISTICS = len(STATISTIC_NAMES)
 
 
-def performance_statistics(midi: str | os.PathLike | bytes | symusic.Score) -> np.ndarray:
+def performance_statistics(
+    midi: str | os.PathLike | bytes | symusic.Score, source: object = None
+) -> np.ndarray:
     """How a piece is played, from its MIDI: float32 `[NUM_STATISTICS]`, named by `STATISTIC_NAMES`.
 
     Times are in seconds (the file's tempo map applied), so the same notes written at another tempo give the
@@ -93,15 +94,16 @@ def performance_statistics(midi: str | os.PathLike | bytes | symusic.Score) -> n
         PoolingVQInputError: the MIDI is missing, unreadable, corrupt, too large, has no pitched note, or lasts
             longer than `MAX_PIECE_SECONDS`.
     """
+    source = midi if source is None else source  # what error messages name (the path of a Score read from it)
     score = load_score(midi).to("second")
-    start, duration, pitch, velocity = _pitched_notes(score, midi)
+    start, duration, pitch, velocity = _pitched_notes(score, source)
     order = np.lexsort((pitch, start))
     start, duration, pitch, velocity = start[order], duration[order], pitch[order], velocity[order]
     first, end = start[0], float((start + duration).max())
     span = max(end - first, 1e-3)
     if span > MAX_PIECE_SECONDS:
         raise PoolingVQInputError(
-            midi,
+            source,
             f"its notes span {span / 3600:.0f} hours; no piece lasts over {MAX_PIECE_SECONDS / 3600:.0f}",
         )
 

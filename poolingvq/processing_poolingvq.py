@@ -19,7 +19,7 @@ from transformers import BatchFeature, ProcessorMixin
 from .feature_extraction_poolingvq import PoolingVQFeatureExtractor
 from .performance_poolingvq import performance_statistics
 from .synthesis_poolingvq import synthesize_midi
-from .tokenization_poolingvq import PAD_TOKEN, CPMidiTokenizer, join_rows
+from .tokenization_poolingvq import PAD_TOKEN, CPMidiTokenizer, join_rows, load_score
 
 
 class PoolingVQProcessor(ProcessorMixin):
@@ -115,7 +115,7 @@ class PoolingVQProcessor(ProcessorMixin):
             `BatchFeature` with `input_values` [B, S] and `attention_mask` [B, S] (audio), `midi_input_ids`
             [B, L, 4] and `midi_attention_mask` [B, L] (MIDI: each piece's kept rows joined, real tokens first; L
             = the longest real token count of the batch, as padding only costs attention time), and with
-            `midi_statistics` `midi_statistics` [B, S], for whichever modalities were given.
+            `midi_statistics` also `midi_statistics` [B, S], for whichever modalities were given.
         """
         if audio is None and midi is None:
             raise ValueError("give `audio`, `midi` or both")
@@ -134,7 +134,12 @@ class PoolingVQProcessor(ProcessorMixin):
             data["input_values"] = features["input_values"]
             data["attention_mask"] = features["attention_mask"]
         if midi_list is not None:
-            pieces = [join_rows(self.tokenize_midi(m)) for m in midi_list]  # each [T_i, 4]
+            # each file read and parsed once, for its tokens and its statistics; errors still name the file
+            scores = [(load_score(m), m) for m in midi_list]
+            pieces = [
+                join_rows(self.midi_tokenizer(score, max_rows=self.midi_max_rows, source=m))
+                for score, m in scores
+            ]  # each [T_i, 4]
             longest = max(max(len(piece) for piece in pieces), 1)
             tokens = np.empty((len(pieces), longest, 4), dtype=np.int64)
             tokens[:] = PAD_TOKEN
@@ -143,7 +148,7 @@ class PoolingVQProcessor(ProcessorMixin):
             data["midi_input_ids"] = tokens
             data["midi_attention_mask"] = (tokens[..., 0] != PAD_TOKEN[0]).astype(np.int64)
             if self.midi_statistics:
-                data["midi_statistics"] = np.stack([performance_statistics(m) for m in midi_list])
+                data["midi_statistics"] = np.stack([performance_statistics(s, source=m) for s, m in scores])
         return BatchFeature(data, tensor_type=return_tensors)
 
 

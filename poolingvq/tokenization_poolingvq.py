@@ -80,9 +80,13 @@ class CPMidiTokenizer:
         return f"{type(self).__name__}(mode={self.mode!r}, max_length={self.max_length})"
 
     def __call__(
-        self, midi: str | os.PathLike | bytes | symusic.Score, max_rows: int | None = None
+        self,
+        midi: str | os.PathLike | bytes | symusic.Score,
+        max_rows: int | None = None,
+        source: object = None,
     ) -> np.ndarray:
-        """Tokenize one MIDI (a path, its bytes, or a `symusic.Score`).
+        """Tokenize one MIDI (a path, its bytes, or a `symusic.Score`); `source` names it in error messages
+        (defaults to `midi`: give the path when passing a Score already read from it).
 
         Returns:
             int64 [N, max_length, 4]: the piece's tokens in rows, the last row padded; only the first
@@ -96,7 +100,7 @@ class CPMidiTokenizer:
         ):
             raise ValueError(f"max_rows must be a positive int or None, got {max_rows!r}")
         score = load_score(midi)
-        tokens = self.tokenize_score(score, source=midi)
+        tokens = self.tokenize_score(score, source=midi if source is None else source)
         rows = split_into_rows(tokens, self.max_length)
         return rows if max_rows is None else rows[:max_rows]
 

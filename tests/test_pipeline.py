@@ -123,6 +123,22 @@ def test_processor_gives_performance_statistics_to_a_model_that_reads_them(files
     assert AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True).midi_statistics
 
 
+def test_processor_parses_each_midi_once_for_tokens_and_statistics(files, monkeypatch):
+    from poolingvq import tokenization_poolingvq
+
+    parsed = []
+    parse = tokenization_poolingvq.parse_midi_bytes
+    monkeypatch.setattr(
+        tokenization_poolingvq,
+        "parse_midi_bytes",
+        lambda data, source: parsed.append(source) or parse(data, source),
+    )
+    processor = PoolingVQProcessor.for_model(PoolingVQConfig.from_preset("tiny", midi_statistics=True))
+    batch = processor(midi=[files["midi"], files["other_midi"]])
+    assert parsed == [files["midi"], files["other_midi"]]
+    assert {"midi_input_ids", "midi_statistics"} <= set(batch)
+
+
 def test_pipeline_of_a_model_with_midi_statistics_batches_and_takes_either_modality(files, tmp_path):
     folder = save_model(tmp_path / "statistics", midi_statistics=True, modality_dropout=0.3)
     classify, _ = load_pipeline(folder)

@@ -7,7 +7,10 @@ Writes one JSON file with:
 - `pipeline_midi`: accuracy, macro-F1, per-class F1 and confusion matrix when each test clip is given as its MIDI
   file alone (the pipeline synthesizes the audio, as `predict --midi` and the Space do);
 - `audio_only_heldout_soundfont`: the same when each clip is given as audio ALONE, rendered with a piano sound the
-  model never trained on (a stand-in for a real recording), at the performance's own level;
+  model never trained on (a stand-in for a real recording), at the performance's own level, read as audio alone
+  (`transcribe=False`);
+- `transcribed_heldout_soundfont`: the same recordings with their notes transcribed by the pipeline (basic-pitch;
+  its default where basic-pitch is installed; left out where it is not);
 - `cue_responses`: how the answers move when the same test pieces are played faster, slower, louder, softer or
   transposed (`poolingvq.listening.cue_responses`).
 The split is `paper` (split_cls, 86 test clips); `--split validation` measures the validation clips instead.
@@ -44,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from poolingvq.listening import cue_responses
     from poolingvq.synthesis_poolingvq import synthesize_midi
     from poolingvq.training import classification_metrics
+    from poolingvq.transcription_poolingvq import TRANSCRIBER, transcription_available
 
     split = split_clips("emopia", "paper", data_dir=args.data_dir)[args.split]
     clips = [(Path(clip["midi_path"]), clip["label"]) for clip in split][: args.max_clips]
@@ -63,20 +67,28 @@ def main(argv: list[str] | None = None) -> int:
 
     rate = classify.processor.sampling_rate
     started = time.monotonic()
-    audio_answers = []
+    transcribing = transcription_available()
+    audio_answers, transcribed_answers = [], []
     for path, _ in clips:
         waveform = synthesize_midi(
             path, sample_rate=rate, soundfont=args.heldout_soundfont, level="velocity", max_seconds=60.0
         )
-        audio_answers.append(classify({"raw": waveform, "sampling_rate": rate}, top_k=1)[0]["label"])
-    results["audio_only_heldout_soundfont"] = {
-        **classification_metrics(truth, [labels.index(a) for a in audio_answers]),
-        "soundfont": Path(args.heldout_soundfont).name,
-    }
-    print(
-        f"audio alone, held-out soundfont: {results['audio_only_heldout_soundfont']['accuracy']:.3f} "
-        f"({time.monotonic() - started:.0f} s)"
-    )
+        recording = {"raw": waveform, "sampling_rate": rate}
+        audio_answers.append(classify(recording, top_k=1, transcribe=False)[0]["label"])
+        if transcribing:
+            transcribed_answers.append(classify(recording, top_k=1, transcribe=True)[0]["label"])
+    for key, recording_answers, how in (
+        ("audio_only_heldout_soundfont", audio_answers, "audio alone"),
+        ("transcribed_heldout_soundfont", transcribed_answers, f"audio + its notes by {TRANSCRIBER}"),
+    ):
+        if recording_answers:
+            results[key] = {
+                **classification_metrics(truth, [labels.index(a) for a in recording_answers]),
+                "soundfont": Path(args.heldout_soundfont).name,
+                **({"transcriber": TRANSCRIBER} if key.startswith("transcribed") else {}),
+            }
+            print(f"{how}, held-out soundfont: {results[key]['accuracy']:.3f}")
+    print(f"({time.monotonic() - started:.0f} s)")
     if not args.skip_cues:
         started = time.monotonic()
         results["cue_responses"] = cue_responses(classify, [str(path) for path, _ in clips])
@@ -87,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     results["agreement_midi_vs_audio_only"] = float(
         np.mean([a == b for a, b in zip(answers, audio_answers, strict=True)])
     )
+    if transcribed_answers:
+        results["agreement_midi_vs_transcribed"] = float(
+            np.mean([a == b for a, b in zip(answers, transcribed_answers, strict=True)])
+        )
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     return 0
 

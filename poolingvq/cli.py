@@ -66,6 +66,12 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--top-k", type=int, help="how many quadrants to give per piece, best first (default: all)"
     )
     p.add_argument("--device", help="where the model runs: cpu, cuda, cuda:1, mps (default: cpu)")
+    p.add_argument(
+        "--no-transcription",
+        action="store_true",
+        help="read a recording given without its MIDI as audio alone, even where basic-pitch is installed to "
+        "transcribe its notes (the default then); the output's 'heard' says which was done",
+    )
     output = p.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print JSON instead of a table")
     output.add_argument("--csv", action="store_true", help="print CSV (one row per piece) instead of a table")

@@ -246,7 +246,10 @@ class PoolingVQFusion(nn.Module):
             return self.absent_midi.to(piece.dtype).expand(piece.shape[0], -1)
         if statistics is None:
             raise ValueError("this model reads the MIDI's performance statistics: pass `midi_statistics`")
-        projected = self.statistics_projection(statistics.to(piece.dtype))
+        standardize, project = self.statistics_projection
+        # NaN marks a statistic the MIDI cannot know (one transcribed from a recording has no velocities): read as
+        # the training clips' mean, 0 once standardized
+        projected = project(standardize(statistics.to(piece.dtype)).nan_to_num(nan=0.0))
         if hide_midi is None:
             return projected
         return torch.where(hide_midi[:, None], self.absent_midi.to(piece.dtype), projected)
@@ -566,7 +569,8 @@ class PoolingVQForMusicEmotion(PoolingVQPreTrainedModel):
                 `audio_features_mask` `[B, T]`.
             midi_features: `[B, L, D]` precomputed by `encode_midi`, with `midi_features_mask` `[B, L]`.
             midi_statistics: `[B, S]` the MIDI's performance statistics (`performance_statistics`; the processor
-                gives them), read when `config.midi_statistics`, with the MIDI.
+                gives them), read when `config.midi_statistics`, with the MIDI. NaN marks one the MIDI cannot know
+                (a transcription's velocities): it is read as the training clips' mean.
             labels: `[B]` quadrant indices 0..3.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict

@@ -14,8 +14,9 @@ numpy array or torch tensor at the processor's rate, `{"raw" | "array": samples,
 `Audio` value (decoded `{"array", "sampling_rate"}` or undecoded `{"path", "bytes"}`), or `{"audio": one of those,
 "midi": a path, URL or bytes}`.
 
-A MIDI-only input gets audio synthesized from it; an audio-only input works for a model that answers without
-MIDI (trained with `modality_dropout`, as the embedded default is, or on audio alone); the others need the notes.
+A MIDI-only input gets audio synthesized from it. A recording alone gets its notes transcribed (basic-pitch,
+when installed: `transcribe`), or, without a transcriber, is read as audio alone by a model that answers without
+MIDI (trained with `modality_dropout`, as the embedded default is, or on audio alone).
 `return_details=True` adds what the model heard (`"heard"`) and what PoolingVQ did with the audio: the code of
 every frame, the rule that pooled every window, and the lengths before and after pooling.
 """
@@ -36,6 +37,7 @@ from .configuration_poolingvq import conv_receptive_field
 from .errors_poolingvq import PoolingVQInputError
 from .quantization_poolingvq import POOLING_RULES
 from .tokenization_poolingvq import MIDI_SUFFIXES
+from .transcription_poolingvq import INSTALL_HINT, TRANSCRIBER, transcription_available
 
 DETAIL_KEYS = ("codes", "window_rules", "audio_lengths", "pooled_lengths", "midi_lengths")
 
@@ -192,13 +194,17 @@ def split_input(inputs: Any) -> tuple[Any, Any]:
 
 
 def heard(model_outputs: dict[str, torch.Tensor]) -> str:
-    """What the model answered from, in words: "audio and MIDI", "MIDI, with audio synthesized from it", "audio
-    only (no MIDI)" or "MIDI only"."""
+    """What the model answered from, in words: "audio and MIDI", "MIDI, with audio synthesized from it", "audio,
+    with MIDI transcribed from the recording (...)", "audio only (no MIDI)", "MIDI only" or "MIDI transcribed from
+    the recording (...)"."""
     audio = "audio_lengths" in model_outputs or "codes" in model_outputs
     midi = "midi_lengths" in model_outputs
     synthesized = (
         bool(model_outputs["audio_synthesized"][0]) if "audio_synthesized" in model_outputs else False
     )
+    transcribed = bool(model_outputs["midi_transcribed"][0]) if "midi_transcribed" in model_outputs else False
+    if transcribed:
+        return f"{'audio, with ' if audio else ''}MIDI transcribed from the recording ({TRANSCRIBER})"
     if audio and midi:
         return "MIDI, with audio synthesized from it" if synthesized else "audio and MIDI"
     return "audio only (no MIDI)" if audio else "MIDI only"
@@ -214,6 +220,10 @@ class MusicEmotionPipeline(Pipeline):
     Args (at call time):
         top_k: how many quadrants to return, best first (default: all four; scores sum to 1).
         return_details: also return PoolingVQ's codes, window rules and lengths for each input.
+        transcribe: what to do with a recording given without its MIDI, for a model that reads MIDI. `None` (the
+            default): transcribe its notes when basic-pitch is installed, else read the audio alone (a model
+            trained with `modality_dropout`). `True`: transcribe (an `ImportError` says how to install
+            basic-pitch). `False`: read the audio alone. `return_details` says which was done (`"heard"`).
     """
 
     _load_processor = True
@@ -249,6 +259,7 @@ class MusicEmotionPipeline(Pipeline):
         if (
             isinstance(inputs, list)
             and self.modalities == "audio+midi"
+            and not self._transcribes(kwargs.get("transcribe"))
             and len({gives_midi(item) for item in inputs}) > 1
         ):
             # a recording alone has no MIDI tokens to pad: such pieces cannot share a batch with pieces that have them
@@ -256,13 +267,24 @@ class MusicEmotionPipeline(Pipeline):
         return super().__call__(inputs, **kwargs)
 
     def _sanitize_parameters(
-        self, top_k: int | None = None, return_details: bool | None = None, **kwargs: Any
+        self,
+        top_k: int | None = None,
+        return_details: bool | None = None,
+        transcribe: bool | None = None,
+        **kwargs: Any,
     ) -> tuple[dict, dict, dict]:
         if kwargs:  # a misspelt option (`topk=1`) would otherwise be dropped without a word
             raise TypeError(
                 f"unknown argument(s) {', '.join(sorted(kwargs))} for the music-emotion pipeline; it takes "
-                "top_k, return_details, batch_size and num_workers"
+                "top_k, return_details, transcribe, batch_size and num_workers"
             )
+        preprocess: dict[str, Any] = {}
+        if transcribe is not None:
+            if not isinstance(transcribe, bool):
+                raise ValueError(f"transcribe must be True, False or None, got {transcribe!r}")
+            if transcribe and not transcription_available():
+                raise ImportError(INSTALL_HINT)
+            preprocess["transcribe"] = transcribe
         postprocess: dict[str, Any] = {}
         if top_k is not None:
             labels = self.model.config.num_labels
@@ -271,23 +293,36 @@ class MusicEmotionPipeline(Pipeline):
             postprocess["top_k"] = top_k
         if return_details is not None:
             postprocess["return_details"] = bool(return_details)
-        return {}, {}, postprocess
+        return preprocess, {}, postprocess
 
     @property
     def modalities(self) -> str:
         return self.model.config.modalities
 
-    def preprocess(self, inputs: Any) -> dict[str, torch.Tensor]:
+    def _transcribes(self, transcribe: bool | None) -> bool:
+        """Whether a recording given without its MIDI gets its notes transcribed (see the class's `transcribe`)."""
+        if self.modalities == "audio":
+            return False
+        return transcription_available() if transcribe is None else transcribe
+
+    def preprocess(self, inputs: Any, transcribe: bool | None = None) -> dict[str, torch.Tensor]:
         audio, midi, sampling_rate = parse_input(inputs, self.processor.sampling_rate)
         if audio is None and midi is None:
             raise PoolingVQInputError(inputs, "no 'audio' and no 'midi' given")
-        if self.modalities != "audio" and midi is None and not self.model.config.accepts_missing_modality:
+        transcribing = midi is None and self._transcribes(transcribe)
+        if (
+            self.modalities != "audio"
+            and midi is None
+            and not transcribing
+            and not self.model.config.accepts_missing_modality
+        ):
             raise PoolingVQInputError(
                 audio,
                 "this model reads the notes as well as the sound: a MIDI file is needed "
-                "(call with {'audio': ..., 'midi': 'piece.mid'}, or give the MIDI alone and audio is synthesized)",
+                "(call with {'audio': ..., 'midi': 'piece.mid'}, or give the MIDI alone and audio is synthesized, "
+                f"or install a transcriber: {INSTALL_HINT})",
             )
-        if self.modalities == "midi":
+        if self.modalities == "midi" and not transcribing:
             audio = None
         if self.modalities == "audio":
             midi_for_tokens = None
@@ -299,12 +334,21 @@ class MusicEmotionPipeline(Pipeline):
                 for key in ("midi_input_ids", "midi_attention_mask", "midi_statistics"):
                     batch.pop(key, None)
         else:
-            batch = self.processor(audio=audio, midi=midi_for_tokens, sampling_rate=sampling_rate)
+            batch = self.processor(
+                audio=audio,
+                midi=midi_for_tokens,
+                sampling_rate=sampling_rate,
+                transcribe_missing_midi=transcribing,
+            )
+            if self.modalities == "midi":  # the recording was read for its transcription only
+                batch.pop("input_values", None)
+                batch.pop("attention_mask", None)
         if "attention_mask" in batch:
             self._check_audio_length(int(batch["attention_mask"].sum()), midi if audio is None else audio)
         inputs_used = dict(batch)
         # what the model heard, for `return_details` (a [1] tensor, so batches of pieces collate)
         inputs_used["audio_synthesized"] = torch.tensor([audio is None and "input_values" in batch])
+        inputs_used["midi_transcribed"] = torch.tensor([transcribing])
         return inputs_used
 
     def _check_audio_length(self, samples: int, source: Any) -> None:
@@ -334,7 +378,11 @@ class MusicEmotionPipeline(Pipeline):
             if "midi_statistics" in model_inputs:
                 feed["midi_statistics"] = model_inputs["midi_statistics"]
         output = model(**feed)
-        result = {"logits": output.logits, "audio_synthesized": model_inputs["audio_synthesized"]}
+        result = {
+            "logits": output.logits,
+            "audio_synthesized": model_inputs["audio_synthesized"],
+            "midi_transcribed": model_inputs["midi_transcribed"],
+        }
         result.update({key: output[key] for key in DETAIL_KEYS if output.get(key) is not None})
         return result
 

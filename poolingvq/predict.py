@@ -194,14 +194,17 @@ class Result:
     heard: str | None = None  # what the model answered from, e.g. "audio only (no MIDI)"
 
 
-def classify_pieces(classify: Any, pieces: Sequence[Piece], top_k: int | None = None) -> list[Result]:
-    """Every piece classified on its own, in order: a failure is recorded with a message naming its file."""
+def classify_pieces(
+    classify: Any, pieces: Sequence[Piece], top_k: int | None = None, transcribe: bool | None = None
+) -> list[Result]:
+    """Every piece classified on its own, in order: a failure is recorded with a message naming its file.
+    `transcribe`: the pipeline's, for a recording without its MIDI (None: when basic-pitch is installed)."""
     from .errors_poolingvq import PoolingVQInputError
 
     results = []
     for piece in pieces:
         try:
-            details = classify(piece.inputs(), top_k=top_k, return_details=True)
+            details = classify(piece.inputs(), top_k=top_k, return_details=True, transcribe=transcribe)
             results.append(Result(piece, scores=details["scores"], heard=details.get("heard")))
         except (PoolingVQInputError, RuntimeError) as error:  # the file's fault, or non-finite scores
             message = str(error)
@@ -274,6 +277,7 @@ def predict_command(args: argparse.Namespace) -> int:
         print(f"poolingvq predict: no audio or MIDI files in {', '.join(paths)}", file=sys.stderr)
         return 2
     top_k = getattr(args, "top_k", None)
+    transcribe = False if getattr(args, "no_transcription", False) else None
     check_device(getattr(args, "device", None))
     device = {"device": args.device} if getattr(args, "device", None) else {}
     classify, description = load_pipeline(args.model, getattr(args, "revision", None), **device)
@@ -288,7 +292,7 @@ def predict_command(args: argparse.Namespace) -> int:
     if not paths:  # one piece from the flags: its four quadrants in detail, as `predict` has always printed
         inputs = pieces[0].inputs()
         # a bad file raises: main() names it in one line (status 2)
-        details = classify(inputs, top_k=top_k, return_details=True)
+        details = classify(inputs, top_k=top_k, return_details=True, transcribe=transcribe)
         scores, heard = details["scores"], details.get("heard")
         if output == "json":
             print(
@@ -305,7 +309,7 @@ def predict_command(args: argparse.Namespace) -> int:
             print(format_scores(scores, meanings))
         return 0
 
-    results = classify_pieces(classify, pieces, top_k)
+    results = classify_pieces(classify, pieces, top_k, transcribe)
     print_rows(results, description, output, meanings)
     failures = [r for r in results if r.error is not None]
     for failure in failures:

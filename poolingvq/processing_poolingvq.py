@@ -4,7 +4,8 @@ Remote code: imports only numpy, torch, transformers and its siblings.
 
 The audio half is [`PoolingVQFeatureExtractor`] (any audio file, bytes or array -> 24 kHz normalised waveform);
 the MIDI half is [`CPMidiTokenizer`] (MIDI -> MIDI-BERT compound-word tokens). A MIDI-only input can still feed
-the audio branch: its audio is synthesized from the MIDI with a General MIDI soundfont.
+the audio branch: its audio is synthesized from the MIDI with a General MIDI soundfont; a recording alone can feed
+the MIDI branch: its notes are transcribed from it (`transcribe_missing_midi`, with basic-pitch installed).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import Any
 import numpy as np
 from transformers import BatchFeature, ProcessorMixin
 
-from .feature_extraction_poolingvq import PoolingVQFeatureExtractor
+from .feature_extraction_poolingvq import PoolingVQFeatureExtractor, load_audio
 from .performance_poolingvq import performance_statistics
 from .synthesis_poolingvq import synthesize_midi
 from .tokenization_poolingvq import PAD_TOKEN, CPMidiTokenizer, join_rows, load_score
+from .transcription_poolingvq import transcribe_audio
 
 
 class PoolingVQProcessor(ProcessorMixin):
@@ -91,6 +93,22 @@ class PoolingVQProcessor(ProcessorMixin):
             level=self.synthesis_level,
         )
 
+    def load_audio(self, audio: Any, sampling_rate: int | None = None) -> np.ndarray:
+        """One audio input as the feature extractor reads it: float32 [T] at its rate, its first `max_seconds`."""
+        extractor = self.feature_extractor
+        return load_audio(
+            audio,
+            sampling_rate,
+            target_sampling_rate=self.sampling_rate,
+            max_seconds=extractor.max_seconds,
+            reject_silence=extractor.reject_silence,
+        )
+
+    def transcribe(self, audio: Any, sampling_rate: int | None = None) -> bytes:
+        """The notes of one recording as MIDI bytes (see `transcription_poolingvq`): what `transcribe_missing_midi`
+        reads, for a caller who wants to see or keep the transcription."""
+        return transcribe_audio(self.load_audio(audio, sampling_rate), self.sampling_rate, source=audio)
+
     def tokenize_midi(self, midi: str | os.PathLike | bytes) -> np.ndarray:
         """CP tokens of one MIDI: int64 [min(rows, midi_max_rows), midi_max_length, 4]."""
         return self.midi_tokenizer(midi, max_rows=self.midi_max_rows)
@@ -101,6 +119,7 @@ class PoolingVQProcessor(ProcessorMixin):
         midi: str | os.PathLike | bytes | Sequence[str | os.PathLike | bytes] | None = None,
         sampling_rate: int | None = None,
         synthesize_missing_audio: bool = False,
+        transcribe_missing_midi: bool = False,
         return_tensors: str | None = "pt",
         **kwargs: Any,
     ) -> BatchFeature:
@@ -110,6 +129,8 @@ class PoolingVQProcessor(ProcessorMixin):
             audio: one audio input or a list (paths, bytes, arrays with `sampling_rate`...).
             midi: one MIDI input (path or bytes) or a list, paired with `audio` item by item.
             synthesize_missing_audio: when only MIDI is given, synthesize the audio from it.
+            transcribe_missing_midi: when only audio is given, transcribe its notes (basic-pitch, which must be
+                installed); their statistics that a transcription cannot know are NaN (`performance_statistics`).
 
         Returns:
             `BatchFeature` with `input_values` [B, S] and `attention_mask` [B, S] (audio), `midi_input_ids`
@@ -123,6 +144,16 @@ class PoolingVQProcessor(ProcessorMixin):
         if audio is None and synthesize_missing_audio:
             audio = [self.synthesize(m) for m in midi_list]
             sampling_rate = self.sampling_rate
+        transcribed = midi is None and audio is not None and transcribe_missing_midi
+        if transcribed:
+            # each recording decoded once, for the feature extractor and the transcriber
+            sources = list(audio) if isinstance(audio, (list, tuple)) else [audio]
+            audio = [self.load_audio(source, sampling_rate) for source in sources]
+            sampling_rate = self.sampling_rate
+            midi_list = [
+                transcribe_audio(waveform, sampling_rate, source=source)
+                for waveform, source in zip(audio, sources, strict=True)
+            ]
         data: dict[str, Any] = {}
         if audio is not None:
             audio_list = list(audio) if isinstance(audio, (list, tuple)) else [audio]
@@ -148,7 +179,9 @@ class PoolingVQProcessor(ProcessorMixin):
             data["midi_input_ids"] = tokens
             data["midi_attention_mask"] = (tokens[..., 0] != PAD_TOKEN[0]).astype(np.int64)
             if self.midi_statistics:
-                data["midi_statistics"] = np.stack([performance_statistics(s, source=m) for s, m in scores])
+                data["midi_statistics"] = np.stack(
+                    [performance_statistics(s, source=m, transcribed=transcribed) for s, m in scores]
+                )
         return BatchFeature(data, tensor_type=return_tensors)
 
 

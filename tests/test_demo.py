@@ -38,6 +38,7 @@ from poolingvq.demo import (  # noqa: E402
 from poolingvq.errors_poolingvq import PoolingVQInputError  # noqa: E402
 from poolingvq.examples import write_example_midi  # noqa: E402
 from poolingvq.predict import embedded_model_dir  # noqa: E402
+from poolingvq.transcription_poolingvq import transcription_available  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = [
@@ -130,9 +131,15 @@ def test_bad_inputs_raise_a_readable_gradio_error(pieces, audio, midi, problem):
 
 
 def test_a_recording_alone_is_answered_and_the_page_says_so(pieces):
-    """The default model answers without MIDI (issue 10): no piano roll, and the summary says what it heard."""
+    """The default model answers without MIDI (issue 10): no piano roll, and the summary says what it heard: the
+    notes transcribed from the recording where basic-pitch is installed, else the audio alone."""
     label, _, _, roll, summary = predict_for_demo(str(pieces["wav"]), None)
-    assert roll is None and "**Heard:** audio only (no MIDI)" in summary and "**MIDI:**" not in summary
+    heard = (
+        "audio, with MIDI transcribed from the recording"
+        if transcription_available()
+        else "audio only (no MIDI)"
+    )
+    assert roll is None and f"**Heard:** {heard}" in summary and "**MIDI:**" not in summary
 
 
 def test_examples_are_written_by_the_project(tmp_path):

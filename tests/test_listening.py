@@ -262,7 +262,7 @@ def test_pipeline_answers_audio_alone_and_says_what_it_heard(answering_model: Pa
     classify, _ = load_pipeline(answering_model)
     midi = write_example_midi(tmp_path / "q4.mid", "Q4", seconds=4)
     waveform = synthesize_midi(midi, level="velocity")
-    alone = classify({"raw": waveform, "sampling_rate": RATE}, return_details=True)
+    alone = classify({"raw": waveform, "sampling_rate": RATE}, return_details=True, transcribe=False)
     assert alone["heard"] == "audio only (no MIDI)" and "midi_tokens" not in alone
     assert abs(sum(item["score"] for item in alone["scores"]) - 1) < 1e-5
     from_midi = classify(str(midi), return_details=True)

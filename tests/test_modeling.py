@@ -280,6 +280,28 @@ def test_midi_statistics_reach_the_head_and_go_with_the_midi():
     assert midi_only(midi_features=midi, midi_statistics=statistics).logits.shape == (2, 4)
 
 
+def test_an_unknown_statistic_is_read_as_the_training_mean():
+    """NaN marks a statistic the MIDI cannot know (a transcription's velocities): the model reads the value its
+    standardization was fitted to, the training clips' mean, and the others as given."""
+    from poolingvq.performance_poolingvq import NUM_STATISTICS
+
+    model = tiny_model(midi_statistics=True)
+    generator = torch.Generator().manual_seed(5)
+    model.fusion.statistics_projection[0].fit([3 + 2 * torch.randn(50, NUM_STATISTICS, generator=generator)])
+    audio, midi = torch.randn(2, 30, 32, generator=generator), torch.randn(2, 12, 32, generator=generator)
+    statistics = torch.randn(2, NUM_STATISTICS, generator=generator)
+    unknown = statistics.clone()
+    unknown[0, [3, 4]] = torch.nan
+    at_mean = statistics.clone()
+    at_mean[0, [3, 4]] = model.fusion.statistics_projection[0].mean[[3, 4]]
+    features = {"audio_features": audio, "midi_features": midi}
+    with torch.no_grad():
+        logits = model(**features, midi_statistics=unknown).logits
+        torch.testing.assert_close(logits, model(**features, midi_statistics=at_mean).logits)
+        torch.testing.assert_close(logits[1], model(**features, midi_statistics=statistics).logits[1])
+        assert torch.isfinite(logits).all()
+
+
 def test_config_presets_and_validation():
     paper = PoolingVQConfig.from_preset("paper")
     assert paper.audio_config.hidden_size == 768 and paper.audio_config.num_hidden_layers == 12
@@ -399,6 +421,8 @@ def test_remote_files_import_only_what_a_user_installs():
     """Every file a saved model folder carries (the `*_poolingvq.py` siblings and the pipeline's own file) imports
     only the standard library, its siblings and the libraries the package's dependencies name for remote code."""
     allowed = {"torch", "numpy", "transformers", "soundfile", "soxr", "symusic"}
+    # imported only inside the function that transcribes, and only when asked: a folder loads without it
+    optional = {"transcription_poolingvq.py": {"basic_pitch"}}
     package = Path(poolingvq.__file__).parent
     import ast
 
@@ -420,4 +444,5 @@ def test_remote_files_import_only_what_a_user_installs():
             else:
                 continue
             stdlib = {r for r in roots if r in sys.stdlib_module_names or r == "__future__"}
-            assert roots - stdlib <= allowed, f"{path.name} imports {roots - stdlib - allowed}"
+            extra = roots - stdlib - allowed - optional.get(path.name, set())
+            assert not extra, f"{path.name} imports {extra}"

@@ -99,10 +99,14 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 def add_field_arguments(parser: argparse.ArgumentParser, fields: Sequence[FieldSpec]) -> None:
     """One `--flag` per field: typed from its annotation, documented from `metadata["help"]`, restricted
     to `metadata["choices"]`. A bool field off by default is a `--flag` that turns it on; one on by default is a
-    `--no-flag` that turns it off."""
+    `--no-flag` that turns it off; a `bool | None` one (None: unset, as in runs recorded before it existed) is a
+    `--flag` that sets it True."""
     for spec in fields:
         flag = spec.name.replace("_", "-")
         help_text = spec.metadata.get("help", "")
+        if spec.type == "bool | None" and spec.default is None:
+            parser.add_argument(f"--{flag}", action="store_true", default=None, help=help_text)
+            continue
         if spec.type == "bool":
             if spec.default is True:
                 parser.add_argument(

@@ -59,6 +59,7 @@ from .prepared_dataset import FILES_FOLDER, check_dataset_arguments, load_prepar
 from .processing_poolingvq import PoolingVQProcessor
 from .quantization_poolingvq import POOLING_RULES
 from .run_loop import EpochResult, RunState, make_accelerator, register_and_resume, run_epochs
+from .transcription_poolingvq import INSTALL_HINT, transcription_available
 from .weights import load_midibert
 
 logger = logging.getLogger("poolingvq.training")
@@ -161,6 +162,14 @@ class TrainingArguments:
             "help": "log-mel front end only: tilt each training clip's mel spectrum by a random slope, up to this "
             "many log-mel units (1 = 40 dB) between its lowest and highest bin, so the model cannot read loudness "
             "from one piano's brightness (default: off)"
+        },
+    )
+    transcribed_training_audio: bool | None = field(
+        default=None,
+        metadata={
+            "help": "also train on each training rendering read as a recording alone is: the audio with its notes "
+            "transcribed by basic-pitch (statistics it cannot know left unknown), one more training example per "
+            "rendering, so that the fusion learns how a transcription errs (default: off)"
         },
     )
     finetune_midi_encoder: bool = field(
@@ -723,21 +732,29 @@ BEST_WEIGHTS_FILENAME = "best_trained_weights.safetensors"
 class SplitFeatures:
     """The clips of each split whose features are cached: their feature-cache keys, labels and MIDI files, in one
     order (with `--extra-soundfonts`, a training clip's other renderings are more keys with the clip's label and
-    MIDI file). `midi_tokens`: each key's CP tokens, filled (`tokenize_midi`) only when the MIDI encoder is
+    MIDI file; with `--transcribed-training-audio`, more keys whose MIDI is a transcription, marked in
+    `transcribed`). `midi_tokens`: each key's CP tokens, filled (`tokenize_midi`) only when the MIDI encoder is
     fine-tuned."""
 
     keys: dict[str, list[str]] = field(default_factory=dict)
     labels: dict[str, list[int]] = field(default_factory=dict)
     midi_paths: dict[str, list[str]] = field(default_factory=dict)
+    transcribed: dict[str, list[bool]] = field(default_factory=dict)
     midi_tokens: dict[str, list[torch.Tensor]] | None = None
     midi_statistics: dict[str, torch.Tensor] | None = None
 
     def add(
-        self, split: str, keys: Sequence[str], labels: Sequence[int], midi_paths: Sequence[str] = ()
+        self,
+        split: str,
+        keys: Sequence[str],
+        labels: Sequence[int],
+        midi_paths: Sequence[str] = (),
+        transcribed: bool = False,
     ) -> None:
         self.keys.setdefault(split, []).extend(keys)
         self.labels.setdefault(split, []).extend(labels)
         self.midi_paths.setdefault(split, []).extend(midi_paths)
+        self.transcribed.setdefault(split, []).extend([transcribed] * len(keys))
 
     def tokenize_midi(self, processor: PoolingVQProcessor) -> None:
         """`midi_tokens` from `midi_paths`: each clip's MIDI tokenized once with the run's processor, its kept rows
@@ -753,18 +770,21 @@ class SplitFeatures:
 
     def read_statistics(self) -> None:
         """`midi_statistics` from `midi_paths`: each MIDI file's performance statistics `[N, S]` per split, read
-        once per file (a clip's several renderings share its MIDI)."""
+        once per file (a clip's several renderings share its MIDI); a transcription's unknown ones are NaN."""
         from .performance_poolingvq import performance_statistics
 
-        rows: dict[str, torch.Tensor] = {}
+        rows: dict[tuple[str, bool], torch.Tensor] = {}
         statistics: dict[str, torch.Tensor] = {}
         for split, paths in self.midi_paths.items():
             if len(paths) != len(self.keys[split]):
                 raise ValueError(f"{split}: {len(self.keys[split])} keys but {len(paths)} MIDI files")
-            for path in paths:
-                if path not in rows:
-                    rows[path] = torch.from_numpy(performance_statistics(path))
-            statistics[split] = torch.stack([rows[path] for path in paths])
+            sources = list(zip(paths, self.transcribed[split], strict=True))
+            for path, transcribed in sources:
+                if (path, transcribed) not in rows:
+                    rows[path, transcribed] = torch.from_numpy(
+                        performance_statistics(path, transcribed=transcribed)
+                    )
+            statistics[split] = torch.stack([rows[source] for source in sources])
         self.midi_statistics = statistics
 
 
@@ -850,6 +870,13 @@ def check_run(args: TrainingArguments) -> PoolingVQConfig:
             "--audio-tilt-augmentation",
             "tilts log-mel frames: the model's audio encoder is not the log-mel one",
         )
+    if args.transcribed_training_audio:
+        if planned.modalities != "audio+midi":
+            raise PoolingVQInputError(
+                "--transcribed-training-audio", "pairs audio with its transcribed notes: the model reads both"
+            )
+        if not transcription_available():
+            raise PoolingVQInputError("--transcribed-training-audio", INSTALL_HINT)
     if planned.finetune_midi_encoder and planned.modalities == "audio":
         raise PoolingVQInputError(
             "--finetune-midi-encoder", "an audio-only model (--modalities audio) has no MIDI encoder to train"
@@ -902,21 +929,28 @@ def prepare_features(
     accelerator: Any,
 ) -> SplitFeatures:
     """Step 2: the frozen encoders run once per clip (and per `--extra-soundfonts` rendering of a training clip
-    without a recording) into `cache`, sharded over processes; clips already cached are not run again. A clip that
-    fails (unreadable MIDI...) is left out with a warning. Returns the cached clips' keys and labels per split."""
+    without a recording, and per `--transcribed-training-audio` transcription of one) into `cache`, sharded over
+    processes; clips already cached are not run again. A clip that fails (unreadable MIDI...) is left out with a
+    warning. Returns the cached clips' keys and labels per split."""
     from .features import extract_features
 
     features = SplitFeatures()
     extra_soundfonts = [path for path in (args.extra_soundfonts or "").split(",") if path]
     renderings = [
-        (split, soundfont)
+        (split, soundfont, False)
         for split in clips
         for soundfont in [args.soundfont, *(extra_soundfonts if split == "train" else [])]
     ]
-    for split, soundfont in renderings:
+    if args.transcribed_training_audio:
+        renderings += [("train", soundfont, True) for soundfont in [args.soundfont, *extra_soundfonts]]
+    for split, soundfont, transcribed in renderings:
         split_clips = clips[split]
-        if soundfont != args.soundfont:  # an extra rendering: clips with a recording have theirs already
+        if soundfont != args.soundfont or transcribed:  # clips with a recording have theirs already
             split_clips = [clip for clip in split_clips if clip.get("audio_path") is None]
+        if transcribed:
+            split_clips = transcribed_renderings(
+                split_clips, soundfont, feature_cache_dir(args) / "transcriptions", processor
+            )
         bar = progress_bar(accelerator, args.progress, len(split_clips), f"features ({split})", leave=True)
         result = extract_features(
             model.to(accelerator.device),
@@ -943,9 +977,61 @@ def prepare_features(
             keys,
             [clip_of[key]["label"] for key in keys],
             [str(clip_of[key]["midi_path"]) for key in keys],
+            transcribed=transcribed,
         )
     model.cpu()
     return features
+
+
+def transcribed_renderings(
+    clips: Sequence[dict[str, Any]], soundfont: str | None, folder: Path, processor: PoolingVQProcessor
+) -> list[dict[str, Any]]:
+    """Each clip as a recording alone is read: its rendering with `soundfont` (24-bit FLAC) and the notes that
+    basic-pitch transcribes from it (MIDI), both kept in `folder` under the hash of the MIDI and the rendering's
+    settings, so they are made once. Returns clips `{"id", "midi_path": the transcription, "audio_path": the
+    rendering, "label"}`; a clip that fails to render or transcribe is left out with a warning."""
+    import hashlib
+
+    import soundfile
+
+    from .files_poolingvq import atomic_path, atomic_write_bytes, sha256_file
+    from .synthesis_poolingvq import synthesize_midi
+    from .transcription_poolingvq import TRANSCRIBER, transcribe_audio
+
+    rate = processor.sampling_rate
+    settings = (
+        f"{Path(soundfont).name if soundfont else 'default'}|{processor.synthesis_level}|{rate}|{TRANSCRIBER}"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    result = []
+    for clip in clips:
+        name = hashlib.sha256(f"{sha256_file(clip['midi_path'])}|{settings}".encode()).hexdigest()[:24]
+        audio, midi = folder / f"{name}.flac", folder / f"{name}.mid"
+        if not (audio.is_file() and midi.is_file()):
+            try:
+                waveform = synthesize_midi(
+                    clip["midi_path"],
+                    sample_rate=rate,
+                    soundfont=soundfont,
+                    max_seconds=processor.feature_extractor.max_seconds,
+                    level=processor.synthesis_level,
+                )
+                notes = transcribe_audio(waveform, rate, source=clip["midi_path"])
+            except PoolingVQInputError as error:
+                logger.warning("train clip %s not transcribed: %s", clip["id"], error)
+                continue
+            with atomic_path(audio) as temporary:
+                soundfile.write(temporary, waveform, rate, format="FLAC", subtype="PCM_24")
+            atomic_write_bytes(midi, notes)
+        result.append(
+            {
+                "id": f"{clip['id']}@transcribed",
+                "midi_path": str(midi),
+                "audio_path": str(audio),
+                "label": clip["label"],
+            }
+        )
+    return result
 
 
 def init_from_cache(
@@ -961,7 +1047,9 @@ def init_from_cache(
     if model.config.reads_midi_statistics:
         if features.midi_statistics is None:
             raise ValueError("the model reads MIDI statistics: call features.read_statistics() first")
-        model.fusion.statistics_projection[0].fit([features.midi_statistics["train"]])
+        # on the MIDI files' statistics: a transcription's unknown ones (NaN) are read as their mean
+        performed = ~torch.tensor(features.transcribed["train"], dtype=torch.bool)
+        model.fusion.statistics_projection[0].fit([features.midi_statistics["train"][performed]])
     fit_audio_standardization_from_cache(model, cache, train_keys, args.codebook_fraction, args.seed)
     if model.quantizer is not None and model.config.pooling != "none":
         init_codebook_from_cache(

@@ -4,6 +4,7 @@ EMOPIA clips where `../shared` has them; its resume, its model folder and its fl
 from __future__ import annotations
 
 import json
+from dataclasses import replace as dataclasses_replace
 from pathlib import Path
 
 import numpy as np
@@ -247,6 +248,48 @@ def test_a_run_with_midi_statistics_fits_their_standardization_and_its_folder_pr
     assert (
         "the MIDI's performance statistics (velocity, notes per second" in (output / "README.md").read_text()
     )
+
+
+def test_a_run_on_transcribed_training_audio_adds_each_rendering_read_as_a_recording(
+    tmp_path, cache_dir, written_clips, capsys
+):
+    """`--transcribed-training-audio`: every training rendering once more, with the notes basic-pitch transcribes
+    from it in place of its MIDI (made once, kept beside the feature cache); the standardization of the statistics
+    is the MIDI files' own, as a transcription's unknown statistics are read as that mean."""
+    from poolingvq.cli import main
+    from poolingvq.files_poolingvq import sha256_file
+    from poolingvq.performance_poolingvq import performance_statistics
+    from poolingvq.transcription_poolingvq import transcription_available
+
+    if not transcription_available():
+        pytest.skip("basic-pitch is not installed (bash scripts/install_transcription.sh)")
+    output = tmp_path / "transcribed"
+    arguments = written_clip_arguments(
+        output,
+        cache_dir,
+        config_overrides="midi_statistics=true,modality_dropout=0.3",
+        transcribed_training_audio=True,
+        epochs=2,
+    )
+    metrics = train(arguments, written_clips)
+    train_clips = len(written_clips["train"])
+    assert metrics["train_clips"] == 2 * train_clips
+    made = cache_dir / "transcriptions"
+    # one per distinct MIDI (some written clips are the same notes)
+    distinct = len({sha256_file(clip["midi_path"]) for clip in written_clips["train"]})
+    assert len(list(made.glob("*.mid"))) == len(list(made.glob("*.flac"))) == distinct
+    standardization = PoolingVQForMusicEmotion.from_pretrained(output).fusion.statistics_projection[0]
+    performed = torch.from_numpy(
+        np.stack([performance_statistics(c["midi_path"]) for c in written_clips["train"]])
+    )
+    torch.testing.assert_close(standardization.mean, performed.double().mean(0).float())
+    assert " --transcribed-training-audio " in (output / "README.md").read_text()
+    stamps = {path: path.stat().st_mtime_ns for path in made.iterdir()}
+    train(dataclasses_replace(arguments, output_dir=str(tmp_path / "again"), epochs=1), written_clips)
+    assert {path: path.stat().st_mtime_ns for path in made.iterdir()} == stamps  # made once
+    argv = ["train", "--model-init", "tiny", "--allow-random-encoders", "--transcribed-training-audio"]
+    assert main([*argv, "--modalities", "audio", "--output-dir", str(tmp_path / "audio")]) == 2
+    assert "--transcribed-training-audio" in capsys.readouterr().err
 
 
 def test_audio_tilt_augmentation_tilts_only_the_log_mel_bins_of_training_batches(tmp_path, capsys):

@@ -61,8 +61,9 @@ def transcription_available() -> bool:
 @functools.lru_cache(maxsize=1)
 def _basic_pitch() -> tuple[Any, Any, Any, float]:
     """basic-pitch's network (`run_inference`), its note maker (`model_output_to_notes`), its ONNX model and its
-    frame rate, loaded once (its `predict` is these two calls, plus a print of the file's path). Its import logs a warning for each backend it does
-    not find (TensorFlow, TFLite, CoreML); those are silenced, as ONNX Runtime is the one it uses here."""
+    frame rate, loaded once (its `predict` is these two calls, plus a print of the file's path). Its import logs a
+    warning for each backend it does not find (TensorFlow, TFLite, CoreML); those are silenced, as ONNX Runtime is
+    the one it uses here."""
     if not transcription_available():
         raise ImportError(INSTALL_HINT)
     root = logging.getLogger()

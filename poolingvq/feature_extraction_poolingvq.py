@@ -284,16 +284,7 @@ class PoolingVQFeatureExtractor(SequenceFeatureExtractor):
         sources = list(raw_speech) if isinstance(raw_speech, (list, tuple)) else [raw_speech]
         if not sources:
             raise PoolingVQInputError(raw_speech, "no audio inputs in the batch")
-        waveforms = [
-            load_audio(
-                source,
-                sampling_rate,
-                target_sampling_rate=self.sampling_rate,
-                max_seconds=self.max_seconds,
-                reject_silence=self.reject_silence,
-            )
-            for source in sources
-        ]
+        waveforms = [self.load(source, sampling_rate) for source in sources]
         lengths = np.array([len(waveform) for waveform in waveforms])
         padded_length = self._padded_length(lengths, padding, max_length, pad_to_multiple_of)
 
@@ -312,6 +303,17 @@ class PoolingVQFeatureExtractor(SequenceFeatureExtractor):
         if self.return_attention_mask if return_attention_mask is None else return_attention_mask:
             data["attention_mask"] = valid.astype(np.int32)
         return BatchFeature(data, tensor_type=return_tensors)
+
+    def load(self, source: AudioSource, sampling_rate: int | None = None) -> np.ndarray:
+        """One audio input as this extractor reads it ([`load_audio`]): float32 [T] mono at its rate, its first
+        `max_seconds`, silence refused as configured; before padding and normalisation."""
+        return load_audio(
+            source,
+            sampling_rate,
+            target_sampling_rate=self.sampling_rate,
+            max_seconds=self.max_seconds,
+            reject_silence=self.reject_silence,
+        )
 
     def _padded_length(
         self, lengths: np.ndarray, padding: bool | str, max_length: int | None, pad_to_multiple_of: int | None

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from transformers import BatchFeature, ProcessorMixin
 
-from .feature_extraction_poolingvq import PoolingVQFeatureExtractor, load_audio
+from .feature_extraction_poolingvq import PoolingVQFeatureExtractor
 from .performance_poolingvq import performance_statistics
 from .synthesis_poolingvq import synthesize_midi
 from .tokenization_poolingvq import PAD_TOKEN, CPMidiTokenizer, join_rows, load_score
@@ -83,31 +83,22 @@ class PoolingVQProcessor(ProcessorMixin):
     def sampling_rate(self) -> int:
         return int(self.feature_extractor.sampling_rate)
 
-    def synthesize(self, midi: str | os.PathLike | bytes) -> np.ndarray:
-        """Audio for a MIDI-only input: float32 [T] at the feature extractor's rate, its first `max_seconds`."""
+    def synthesize(self, midi: str | os.PathLike | bytes, soundfont: str | None = None) -> np.ndarray:
+        """Audio for a MIDI-only input: float32 [T] at the feature extractor's rate, its first `max_seconds`, at
+        the processor's synthesis level, with `soundfont` (default: the processor's own)."""
         return synthesize_midi(
             midi,
             sample_rate=self.sampling_rate,
-            soundfont=self.soundfont,
+            soundfont=self.soundfont if soundfont is None else soundfont,
             max_seconds=self.feature_extractor.max_seconds,
             level=self.synthesis_level,
-        )
-
-    def load_audio(self, audio: Any, sampling_rate: int | None = None) -> np.ndarray:
-        """One audio input as the feature extractor reads it: float32 [T] at its rate, its first `max_seconds`."""
-        extractor = self.feature_extractor
-        return load_audio(
-            audio,
-            sampling_rate,
-            target_sampling_rate=self.sampling_rate,
-            max_seconds=extractor.max_seconds,
-            reject_silence=extractor.reject_silence,
         )
 
     def transcribe(self, audio: Any, sampling_rate: int | None = None) -> bytes:
         """The notes of one recording as MIDI bytes (see `transcription_poolingvq`): what `transcribe_missing_midi`
         reads, for a caller who wants to see or keep the transcription."""
-        return transcribe_audio(self.load_audio(audio, sampling_rate), self.sampling_rate, source=audio)
+        waveform = self.feature_extractor.load(audio, sampling_rate)
+        return transcribe_audio(waveform, self.sampling_rate, source=audio)
 
     def tokenize_midi(self, midi: str | os.PathLike | bytes) -> np.ndarray:
         """CP tokens of one MIDI: int64 [min(rows, midi_max_rows), midi_max_length, 4]."""
@@ -148,7 +139,7 @@ class PoolingVQProcessor(ProcessorMixin):
         if transcribed:
             # each recording decoded once, for the feature extractor and the transcriber
             sources = list(audio) if isinstance(audio, (list, tuple)) else [audio]
-            audio = [self.load_audio(source, sampling_rate) for source in sources]
+            audio = [self.feature_extractor.load(source, sampling_rate) for source in sources]
             sampling_rate = self.sampling_rate
             midi_list = [
                 transcribe_audio(waveform, sampling_rate, source=source)

@@ -987,35 +987,35 @@ def transcribed_renderings(
     clips: Sequence[dict[str, Any]], soundfont: str | None, folder: Path, processor: PoolingVQProcessor
 ) -> list[dict[str, Any]]:
     """Each clip as a recording alone is read: its rendering with `soundfont` (24-bit FLAC) and the notes that
-    basic-pitch transcribes from it (MIDI), both kept in `folder` under the hash of the MIDI and the rendering's
-    settings, so they are made once. Returns clips `{"id", "midi_path": the transcription, "audio_path": the
-    rendering, "label"}`; a clip that fails to render or transcribe is left out with a warning."""
-    import hashlib
-
+    basic-pitch transcribes from it (MIDI), both kept in `folder` under the key of the MIDI's bytes and the
+    rendering's settings (`cache_keys`, as the feature cache keys synthesized audio), so they are made once.
+    Returns clips `{"id", "midi_path": the transcription, "audio_path": the rendering, "label"}`; a clip that fails
+    to render or transcribe is left out with a warning."""
     import soundfile
 
-    from .files_poolingvq import atomic_path, atomic_write_bytes, sha256_file
-    from .synthesis_poolingvq import synthesize_midi
+    from .cache_keys import file_sha256, key_of, synthesis_settings
+    from .files_poolingvq import atomic_path, atomic_write_bytes
     from .transcription_poolingvq import TRANSCRIBER, transcribe_audio
 
     rate = processor.sampling_rate
-    settings = (
-        f"{Path(soundfont).name if soundfont else 'default'}|{processor.synthesis_level}|{rate}|{TRANSCRIBER}"
-    )
+    settings = {
+        "synthesis": synthesis_settings(soundfont, level=processor.synthesis_level),
+        "sampling_rate": rate,
+        "max_seconds": processor.feature_extractor.max_seconds,
+        "transcriber": TRANSCRIBER,
+    }
     folder.mkdir(parents=True, exist_ok=True)
     result = []
     for clip in clips:
-        name = hashlib.sha256(f"{sha256_file(clip['midi_path'])}|{settings}".encode()).hexdigest()[:24]
+        try:
+            name = key_of({**settings, "midi_sha256": file_sha256(clip["midi_path"])})[:24]
+        except PoolingVQInputError as error:
+            logger.warning("train clip %s not transcribed: %s", clip["id"], error)
+            continue
         audio, midi = folder / f"{name}.flac", folder / f"{name}.mid"
         if not (audio.is_file() and midi.is_file()):
             try:
-                waveform = synthesize_midi(
-                    clip["midi_path"],
-                    sample_rate=rate,
-                    soundfont=soundfont,
-                    max_seconds=processor.feature_extractor.max_seconds,
-                    level=processor.synthesis_level,
-                )
+                waveform = processor.synthesize(clip["midi_path"], soundfont=soundfont)
                 notes = transcribe_audio(waveform, rate, source=clip["midi_path"])
             except PoolingVQInputError as error:
                 logger.warning("train clip %s not transcribed: %s", clip["id"], error)

@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 ABLATIONS: dict[str, dict[str, Any]] = {
     "all": {},
     "without PoolingVQ": {"pooling": "none"},
-    "audio only": {"modalities": "audio"},
+    # reads no notes, so transcriptions of its training audio (`--transcribed-training-audio`) would add nothing
+    "audio only": {"modalities": "audio", "transcribed_training_audio": None},
     "MIDI only": {"modalities": "midi"},
     "only average pooling": {"pooling": "avg"},
     "only max pooling": {"pooling": "max"},

@@ -22,6 +22,7 @@ import os
 import numpy as np
 import symusic
 
+from .configuration_poolingvq import TRANSCRIBED_STATISTICS_READINGS
 from .errors_poolingvq import PoolingVQInputError
 from .logmel_poolingvq import MAJOR_PROFILE, MINOR_PROFILE
 from .tokenization_poolingvq import load_score
@@ -93,7 +94,10 @@ TRANSCRIPTION_UNKNOWN_INDEX = np.array([STATISTIC_NAMES.index(name) for name in 
 
 
 def performance_statistics(
-    midi: str | os.PathLike | bytes | symusic.Score, source: object = None, transcribed: bool = False
+    midi: str | os.PathLike | bytes | symusic.Score,
+    source: object = None,
+    transcribed: bool = False,
+    transcribed_statistics: str = "unknown",
 ) -> np.ndarray:
     """How a piece is played, from its MIDI: float32 `[NUM_STATISTICS]`, named by `STATISTIC_NAMES`.
 
@@ -103,13 +107,18 @@ def performance_statistics(
     histogram is then given in scale degrees of that key (a transposition leaves it unchanged). Notes of drum
     tracks are left out. Vectorised over notes and windows.
 
-    With `transcribed` (the MIDI was transcribed from a recording), the statistics named in
-    `UNKNOWN_FROM_TRANSCRIPTION` are NaN: a transcription does not know them.
+    With `transcribed` (the MIDI was transcribed from a recording) and `transcribed_statistics="unknown"`, the
+    statistics named in `UNKNOWN_FROM_TRANSCRIPTION` are NaN: a transcription does not know them. With
+    `"as_transcribed"` they are computed from the transcription as they are (for a model trained so).
 
     Raises:
         PoolingVQInputError: the MIDI is missing, unreadable, corrupt, too large, has no pitched note, or lasts
             longer than `MAX_PIECE_SECONDS`.
     """
+    if transcribed_statistics not in TRANSCRIBED_STATISTICS_READINGS:
+        raise ValueError(
+            f"transcribed_statistics={transcribed_statistics!r}: choose one of {TRANSCRIBED_STATISTICS_READINGS}"
+        )
     source = midi if source is None else source  # what error messages name (the path of a Score read from it)
     score = load_score(midi).to("second")
     start, duration, pitch, velocity = _pitched_notes(score, source)
@@ -173,7 +182,7 @@ def performance_statistics(
             chord_interval_classes(pitch, chord),
         ]
     ).astype(np.float32)
-    if transcribed:
+    if transcribed and transcribed_statistics == "unknown":
         statistics[TRANSCRIPTION_UNKNOWN_INDEX] = np.nan
     return statistics
 

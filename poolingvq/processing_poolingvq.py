@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from transformers import BatchFeature, ProcessorMixin
 
+from .configuration_poolingvq import TRANSCRIBED_STATISTICS_READINGS
 from .feature_extraction_poolingvq import PoolingVQFeatureExtractor
 from .performance_poolingvq import performance_statistics
 from .synthesis_poolingvq import synthesize_midi
@@ -41,6 +42,8 @@ class PoolingVQProcessor(ProcessorMixin):
             performance's own level, for models that read absolute loudness).
         midi_statistics: also return each MIDI's performance statistics (`midi_statistics`, for a model with
             `PoolingVQConfig.midi_statistics`).
+        transcribed_statistics: how a transcription's statistics are read (`PoolingVQConfig.transcribed_statistics`):
+            `"unknown"` (what it cannot know is NaN) or `"as_transcribed"`.
     """
 
     def __init__(
@@ -52,10 +55,16 @@ class PoolingVQProcessor(ProcessorMixin):
         soundfont: str | None = None,
         synthesis_level: str = "peak",
         midi_statistics: bool = False,
+        transcribed_statistics: str = "unknown",
         **kwargs: Any,
     ) -> None:
         super().__init__(feature_extractor)
+        if transcribed_statistics not in TRANSCRIBED_STATISTICS_READINGS:
+            raise ValueError(
+                f"transcribed_statistics={transcribed_statistics!r}: choose one of {TRANSCRIBED_STATISTICS_READINGS}"
+            )
         self.midi_statistics = midi_statistics
+        self.transcribed_statistics = transcribed_statistics
         self.synthesis_level = synthesis_level
         self.midi_mode = midi_mode
         self.midi_max_length = midi_max_length
@@ -77,6 +86,7 @@ class PoolingVQProcessor(ProcessorMixin):
         )
         kwargs.setdefault("synthesis_level", "velocity" if absolute else "peak")
         kwargs.setdefault("midi_statistics", config.reads_midi_statistics)
+        kwargs.setdefault("transcribed_statistics", config.transcribed_statistics)
         return cls(feature_extractor, midi_max_length=config.max_midi_tokens, **kwargs)
 
     @property
@@ -171,7 +181,15 @@ class PoolingVQProcessor(ProcessorMixin):
             data["midi_attention_mask"] = (tokens[..., 0] != PAD_TOKEN[0]).astype(np.int64)
             if self.midi_statistics:
                 data["midi_statistics"] = np.stack(
-                    [performance_statistics(s, source=m, transcribed=transcribed) for s, m in scores]
+                    [
+                        performance_statistics(
+                            s,
+                            source=m,
+                            transcribed=transcribed,
+                            transcribed_statistics=self.transcribed_statistics,
+                        )
+                        for s, m in scores
+                    ]
                 )
         return BatchFeature(data, tensor_type=return_tensors)
 

@@ -168,7 +168,7 @@ class TrainingArguments:
         default=None,
         metadata={
             "help": "also train on each training rendering read as a recording alone is: the audio with its notes "
-            "transcribed by basic-pitch (statistics it cannot know left unknown), one more training example per "
+            "transcribed by basic-pitch (its statistics read as the model's `transcribed_statistics` says), one more training example per "
             "rendering, so that the fusion learns how a transcription errs (default: off)"
         },
     )
@@ -768,9 +768,10 @@ class SplitFeatures:
             tokens[split] = midi_token_sequences(paths, processor.midi_tokenizer, processor.midi_max_rows)
         self.midi_tokens = tokens
 
-    def read_statistics(self) -> None:
+    def read_statistics(self, transcribed_statistics: str = "unknown") -> None:
         """`midi_statistics` from `midi_paths`: each MIDI file's performance statistics `[N, S]` per split, read
-        once per file (a clip's several renderings share its MIDI); a transcription's unknown ones are NaN."""
+        once per file (a clip's several renderings share its MIDI); a transcription's read as
+        `transcribed_statistics` says (`PoolingVQConfig.transcribed_statistics`: `"unknown"` ones NaN)."""
         from .performance_poolingvq import performance_statistics
 
         rows: dict[tuple[str, bool], torch.Tensor] = {}
@@ -782,7 +783,9 @@ class SplitFeatures:
             for path, transcribed in sources:
                 if (path, transcribed) not in rows:
                     rows[path, transcribed] = torch.from_numpy(
-                        performance_statistics(path, transcribed=transcribed)
+                        performance_statistics(
+                            path, transcribed=transcribed, transcribed_statistics=transcribed_statistics
+                        )
                     )
             statistics[split] = torch.stack([rows[source] for source in sources])
         self.midi_statistics = statistics
@@ -830,7 +833,7 @@ def train(args: TrainingArguments, clips: dict[str, list[dict[str, Any]]] | None
     if model.config.finetune_midi_encoder:  # its features change as it trains: it reads tokens, not the cache
         features.tokenize_midi(processor)
     if model.config.reads_midi_statistics:
-        features.read_statistics()
+        features.read_statistics(model.config.transcribed_statistics)
     if not args.resume:  # a checkpoint holds the trained codebook and the fusion's statistics
         init_from_cache(model, cache, features, args)
     run = fit(model, cache, features, args, accelerator)
@@ -1047,7 +1050,8 @@ def init_from_cache(
     if model.config.reads_midi_statistics:
         if features.midi_statistics is None:
             raise ValueError("the model reads MIDI statistics: call features.read_statistics() first")
-        # on the MIDI files' statistics: a transcription's unknown ones (NaN) are read as their mean
+        # on the MIDI files' statistics only: a transcription's unknown ones (NaN) are read as their mean, and
+        # read as transcribed they are measured on the performances' scale
         performed = ~torch.tensor(features.transcribed["train"], dtype=torch.bool)
         model.fusion.statistics_projection[0].fit([features.midi_statistics["train"][performed]])
     fit_audio_standardization_from_cache(model, cache, train_keys, args.codebook_fraction, args.seed)

@@ -55,6 +55,28 @@ def test_a_transcription_statistics_leave_unknown_what_it_cannot_know(recording)
     np.testing.assert_array_equal(transcribed[rest], known[rest])
 
 
+def test_a_model_trained_on_transcriptions_reads_their_statistics_as_they_are(recording, tmp_path):
+    known = performance_statistics(recording["midi"])
+    as_read = performance_statistics(
+        recording["midi"], transcribed=True, transcribed_statistics="as_transcribed"
+    )
+    np.testing.assert_array_equal(as_read, known)
+    with pytest.raises(ValueError, match="transcribed_statistics='guessed'"):
+        performance_statistics(recording["midi"], transcribed=True, transcribed_statistics="guessed")
+    with pytest.raises(ValueError, match="transcribed_statistics='guessed'"):
+        PoolingVQConfig.from_preset("tiny", transcribed_statistics="guessed")
+    # the model's reading travels with its processor, through save and load (old folders: "unknown")
+    config = PoolingVQConfig.from_preset(
+        "tiny", midi_statistics=True, transcribed_statistics="as_transcribed"
+    )
+    processor = PoolingVQProcessor.for_model(config)
+    processor.save_pretrained(tmp_path)
+    assert PoolingVQProcessor.from_pretrained(tmp_path).transcribed_statistics == "as_transcribed"
+    assert (
+        PoolingVQProcessor.for_model(PoolingVQConfig.from_preset("tiny")).transcribed_statistics == "unknown"
+    )
+
+
 @needs_transcriber
 def test_a_recording_is_transcribed_to_the_notes_played(recording):
     waveform, rate = sf.read(recording["wav"], dtype="float32")
@@ -89,6 +111,9 @@ def test_the_processor_transcribes_a_recording_alone(recording):
     np.testing.assert_allclose(
         np.delete(statistics, unknown), np.delete(expected["midi_statistics"].numpy()[0], unknown)
     )
+    processor.transcribed_statistics = "as_transcribed"  # a model trained on transcriptions read so
+    as_read = processor(audio=str(recording["wav"]), transcribe_missing_midi=True)
+    np.testing.assert_allclose(as_read["midi_statistics"].numpy(), expected["midi_statistics"].numpy())
 
 
 @needs_transcriber

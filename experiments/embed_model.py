@@ -276,7 +276,8 @@ def model_card(folder: Path) -> str:
         "\n- MIDI, how it is played: the file's performance statistics (`midi_statistics`: velocity level and spread,"
         "\n  notes and onsets per second in real time, sustain pedal, key-profile mode globally and per 4 s window, the"
         "\n  pitch classes as scale degrees, chord intervals), which CP tokens lack; standardized over the training"
-        "\n  clips, projected and set beside the fusion's vector. A recording alone has none: the absent token stands in."
+        "\n  clips, projected and set beside the fusion's vector. A recording alone has them from its transcribed notes"
+        "\n  (read as `transcribed_statistics` says), or, read as audio alone, none: the absent token stands in."
         if config.get("midi_statistics") and config.get("modalities") != "audio"
         else ""
     )
@@ -298,6 +299,15 @@ def model_card(folder: Path) -> str:
         else ""
     )
     recording_how = " (transcribed, as the pipeline does by default)" if transcribed else ""
+    transcription_reading = (
+        "the model was trained on\ntranscriptions of its training audio too (`--transcribed-training-audio`), and "
+        'reads a transcription\'s\nstatistics as they are (`transcribed_statistics="as_transcribed"`): its '
+        "velocities are basic-pitch's confidences,\nits notes end as their sound fades, and training taught the "
+        "model what they mean there."
+        if config.get("transcribed_statistics") == "as_transcribed"
+        else "the velocities,\npedal and note lengths a transcription cannot know are read as the training clips' "
+        "mean, and the loudness is heard\nby the audio path."
+    )
     transcribed_agreement = (
         f" ({listening['agreement_midi_vs_transcribed']:.0%} with its notes transcribed)"
         if transcribed
@@ -344,9 +354,8 @@ classify("song.wav", transcribe=False)                # the audio alone
 ```
 
 or `poolingvq predict song.mid` / `poolingvq predict song.wav` (`--no-transcription`: the audio alone). A recording
-alone is transcribed by basic-pitch when it is installed (`bash scripts/install_transcription.sh`); the velocities,
-pedal and note lengths a transcription cannot know are read as the training clips' mean, and the loudness is heard
-by the audio path. Without basic-pitch a recording alone is read as audio alone.
+alone is transcribed by basic-pitch when it is installed (`bash scripts/install_transcription.sh`); {transcription_reading} Without
+basic-pitch a recording alone is read as audio alone.
 
 ## Results (EMOPIA `paper` split; test evaluated once, at the epoch chosen on validation macro-F1)
 

@@ -292,6 +292,25 @@ def test_a_run_on_transcribed_training_audio_adds_each_rendering_read_as_a_recor
     assert "--transcribed-training-audio" in capsys.readouterr().err
 
 
+def test_a_transcription_statistics_are_read_as_the_model_reads_them(written_clips):
+    """`SplitFeatures.read_statistics`: a transcription's statistics as `PoolingVQConfig.transcribed_statistics`
+    says (unknown: NaN where it cannot know; as transcribed: all of them), a MIDI file's always all of them."""
+    from poolingvq.performance_poolingvq import UNKNOWN_FROM_TRANSCRIPTION, performance_statistics
+    from poolingvq.training import SplitFeatures
+
+    path = written_clips["train"][0]["midi_path"]
+    features = SplitFeatures()
+    features.add("train", ["performed"], [0], [path])
+    features.add("train", ["transcribed"], [0], [path], transcribed=True)
+    features.read_statistics("unknown")
+    performed, transcribed = features.midi_statistics["train"]
+    assert not performed.isnan().any()
+    assert int(transcribed.isnan().sum()) == len(UNKNOWN_FROM_TRANSCRIPTION)
+    features.read_statistics("as_transcribed")
+    expected = torch.from_numpy(performance_statistics(path))
+    torch.testing.assert_close(features.midi_statistics["train"], torch.stack([expected, expected]))
+
+
 def test_audio_tilt_augmentation_tilts_only_the_log_mel_bins_of_training_batches(tmp_path, capsys):
     from poolingvq.cli import main
     from poolingvq.training import tilt_log_mel

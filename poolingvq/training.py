@@ -164,6 +164,14 @@ class TrainingArguments:
             "from one piano's brightness (default: off)"
         },
     )
+    weight_average_decay: float | None = field(
+        default=None,
+        metadata={
+            "help": "evaluate, keep and ship an exponential moving average of the trained weights, updated after "
+            "every step with this decay (e.g. 0.995: about the last 200 steps), instead of the last step's weights "
+            "(default: off; the paper does not say)"
+        },
+    )
     transcribed_training_audio: bool | None = field(
         default=None,
         metadata={
@@ -1122,11 +1130,15 @@ def fit(
     state = TrainerState()
     output_dir = Path(args.output_dir)
     checkpoints = output_dir / "checkpoints"
-    resumed = register_and_resume(accelerator, [scheduler, state], checkpoints, resume=args.resume)
+    unwrapped = accelerator.unwrap_model(model)
+    average = weight_average(unwrapped, args.weight_average_decay)
+    checkpointed = [scheduler, state] if average is None else [scheduler, state, average]
+    resumed = register_and_resume(accelerator, checkpointed, checkpoints, resume=args.resume)
     if resumed is not None:
         logger.info("resumed from %s after epoch %d", resumed, state.epoch)
     accelerator.init_trackers("poolingvq", config={k: v for k, v in vars(args).items() if v is not None})
-    unwrapped = accelerator.unwrap_model(model)
+    # what is evaluated, kept as the best and shipped: the averaged weights when there are
+    evaluated = model if average is None else average.module
 
     def end_epoch(result: EpochResult) -> None:
         train_metrics, val_metrics = result.train, result.evaluation
@@ -1166,9 +1178,10 @@ def fit(
             progress=args.progress,
             description=f"epoch {epoch + 1}",
             augment=audio_augmentation(args, accelerator.unwrap_model(model).config),
+            after_step=None if average is None else lambda: average.update_parameters(unwrapped),
         ),
         evaluate=lambda epoch: evaluate(
-            model,
+            evaluated,
             val_loader,
             accelerator,
             progress=args.progress,
@@ -1176,7 +1189,7 @@ def fit(
         ),
         is_better=lambda val_metrics: val_metrics["macro_f1"] > state.best_macro_f1,
         save_best=lambda: save_tensors_atomically(
-            trained_state(unwrapped), output_dir / BEST_WEIGHTS_FILENAME
+            trained_state(accelerator.unwrap_model(evaluated)), output_dir / BEST_WEIGHTS_FILENAME
         ),
         end_epoch=end_epoch,
     )
@@ -1253,6 +1266,20 @@ def audio_augmentation(
     return augment
 
 
+def weight_average(model: PoolingVQForMusicEmotion, decay: float | None) -> Any:
+    """An exponential moving average of `model`'s weights (`--weight-average-decay`; torch's `AveragedModel`,
+    its buffers, fitted before training, copied as they are), or None without a decay. Why: on a few hundred
+    clips, validation macro-F1 jumps by up to 0.1 from one epoch to the next (lr 1e-3), so the epoch picked as the
+    best is partly luck; the average of the last steps' weights moves smoothly."""
+    if decay is None:
+        return None
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"--weight-average-decay must be in (0, 1), got {decay}")
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+
+
 def train_one_epoch(
     model: Any,
     loader: DataLoader,
@@ -1262,9 +1289,11 @@ def train_one_epoch(
     progress: bool = False,
     description: str = "train",
     augment: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+    after_step: Callable[[], None] | None = None,
 ) -> dict:
     """One pass over `loader`; the mean losses and pooling statistics. `progress`: a bar (main process only).
-    `augment`: applied to each batch before the model sees it (`audio_augmentation`)."""
+    `augment`: applied to each batch before the model sees it (`audio_augmentation`); `after_step`: called after
+    each optimizer step (the weight average's update)."""
     model.train()
     totals = {"loss": 0.0, "cross_entropy": 0.0, "vq_loss": 0.0}
     steps = 0
@@ -1278,6 +1307,8 @@ def train_one_epoch(
             accelerator.backward(output.loss)
             optimizer.step()
             optimizer.zero_grad()
+        if after_step is not None and accelerator.sync_gradients:
+            after_step()
         statistics.update(output)
         loss, vq_loss = float(output.loss.detach()), float(output.vq_loss.detach())
         totals["loss"] += loss

@@ -311,6 +311,43 @@ def test_a_transcription_statistics_are_read_as_the_model_reads_them(written_cli
     torch.testing.assert_close(features.midi_statistics["train"], torch.stack([expected, expected]))
 
 
+def test_a_weight_average_is_what_is_evaluated_kept_and_checkpointed(tmp_path, cache_dir, written_clips):
+    """`--weight-average-decay`: an exponential moving average of the trained weights; the best epoch's weights
+    are the average's, not the last step's, and the checkpoint keeps the average for `--resume`."""
+    from poolingvq.training import weight_average
+
+    model = build_model(arguments(tmp_path / "unit", cache_dir))
+    average = weight_average(model, 0.9)
+    weight = model.classifier[1].weight
+    first = weight.detach().clone()
+    average.update_parameters(model)  # the first update copies
+    with torch.no_grad():
+        weight.add_(1.0)
+    average.update_parameters(model)
+    torch.testing.assert_close(average.module.classifier[1].weight, 0.9 * first + 0.1 * (first + 1.0))
+    assert weight_average(model, None) is None
+    with pytest.raises(ValueError, match="--weight-average-decay"):
+        weight_average(model, 1.0)
+
+    output = tmp_path / "averaged"
+    metrics = train(
+        written_clip_arguments(output, cache_dir, epochs=1, weight_average_decay=0.9), written_clips
+    )
+    assert metrics["best_epoch"] == 1
+    kept = load_file(output / BEST_WEIGHTS_FILENAME)
+    checkpoint = output / "checkpoints" / "epoch_0001"
+    last_step = load_file(checkpoint / "model.safetensors")
+    averaged = torch.load(checkpoint / "custom_checkpoint_2.pkl", weights_only=False)
+    name = "classifier.1.weight"
+    torch.testing.assert_close(kept[name], averaged[f"module.{name}"])
+    assert not torch.allclose(kept[name], last_step[name])
+    resumed = train(
+        written_clip_arguments(output, cache_dir, epochs=2, weight_average_decay=0.9, resume=True),
+        written_clips,
+    )
+    assert resumed["history"][0] == metrics["history"][0] and len(resumed["history"]) == 2
+
+
 def test_audio_tilt_augmentation_tilts_only_the_log_mel_bins_of_training_batches(tmp_path, capsys):
     from poolingvq.cli import main
     from poolingvq.training import tilt_log_mel

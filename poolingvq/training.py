@@ -164,6 +164,14 @@ class TrainingArguments:
             "from one piano's brightness (default: off)"
         },
     )
+    statistics_dropout: float | None = field(
+        default=None,
+        metadata={
+            "help": "hide, in each training example with this probability, the performance statistics a "
+            "transcription cannot know (velocities, sustain pedal, durations), read then as unknown, so that the "
+            "model learns to answer from the rest as it must for a recording alone (default: off)"
+        },
+    )
     weight_average_decay: float | None = field(
         default=None,
         metadata={
@@ -881,6 +889,13 @@ def check_run(args: TrainingArguments) -> PoolingVQConfig:
             "--audio-tilt-augmentation",
             "tilts log-mel frames: the model's audio encoder is not the log-mel one",
         )
+    if args.statistics_dropout is not None:
+        if not planned.reads_midi_statistics:
+            raise PoolingVQInputError("--statistics-dropout", "the model reads no performance statistics")
+        if not 0.0 <= args.statistics_dropout < 1.0:
+            raise PoolingVQInputError(
+                "--statistics-dropout", f"must be in [0, 1), got {args.statistics_dropout}"
+            )
     if args.transcribed_training_audio:
         if planned.modalities != "audio+midi":
             raise PoolingVQInputError(
@@ -1177,7 +1192,7 @@ def fit(
             accelerator,
             progress=args.progress,
             description=f"epoch {epoch + 1}",
-            augment=audio_augmentation(args, accelerator.unwrap_model(model).config),
+            augment=batch_augmentation(args, accelerator.unwrap_model(model).config),
             after_step=None if average is None else lambda: average.update_parameters(unwrapped),
         ),
         evaluate=lambda epoch: evaluate(
@@ -1249,19 +1264,37 @@ def tilt_log_mel(
     return tilted
 
 
-def audio_augmentation(
+def hide_statistics(
+    statistics: torch.Tensor, probability: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """`statistics` `[B, S]` with, in each row with `probability`, the ones a transcription cannot know
+    (`UNKNOWN_FROM_TRANSCRIPTION`) set to NaN: unknown, which the model reads as the training clips' mean."""
+    from .performance_poolingvq import TRANSCRIPTION_UNKNOWN_INDEX
+
+    hidden = torch.rand(statistics.shape[0], generator=generator) < probability  # [B]
+    columns = torch.zeros(statistics.shape[1], dtype=torch.bool)
+    columns[torch.from_numpy(TRANSCRIPTION_UNKNOWN_INDEX)] = True
+    mask = (hidden[:, None] & columns[None, :]).to(statistics.device)  # [B, S]
+    return statistics.masked_fill(mask, float("nan"))
+
+
+def batch_augmentation(
     args: TrainingArguments, config: PoolingVQConfig
 ) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None:
-    """The training batches' audio augmentation (`--audio-tilt-augmentation`), or None."""
-    if not args.audio_tilt_augmentation:
+    """The training batches' augmentation (`--audio-tilt-augmentation`, `--statistics-dropout`), or None."""
+    if not args.audio_tilt_augmentation and not args.statistics_dropout:
         return None
-    num_mel_bins = config.audio_config.num_mel_bins
+    num_mel_bins = getattr(config.audio_config, "num_mel_bins", 0)
 
     def augment(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if "audio_features" not in batch:
-            return batch
-        tilted = tilt_log_mel(batch["audio_features"], num_mel_bins, args.audio_tilt_augmentation)
-        return {**batch, "audio_features": tilted}
+        batch = dict(batch)
+        if args.audio_tilt_augmentation and "audio_features" in batch:
+            batch["audio_features"] = tilt_log_mel(
+                batch["audio_features"], num_mel_bins, args.audio_tilt_augmentation
+            )
+        if args.statistics_dropout and "midi_statistics" in batch:
+            batch["midi_statistics"] = hide_statistics(batch["midi_statistics"], args.statistics_dropout)
+        return batch
 
     return augment
 
@@ -1292,7 +1325,7 @@ def train_one_epoch(
     after_step: Callable[[], None] | None = None,
 ) -> dict:
     """One pass over `loader`; the mean losses and pooling statistics. `progress`: a bar (main process only).
-    `augment`: applied to each batch before the model sees it (`audio_augmentation`); `after_step`: called after
+    `augment`: applied to each batch before the model sees it (`batch_augmentation`); `after_step`: called after
     each optimizer step (the weight average's update)."""
     model.train()
     totals = {"loss": 0.0, "cross_entropy": 0.0, "vq_loss": 0.0}

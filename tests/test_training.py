@@ -368,6 +368,26 @@ def test_audio_tilt_augmentation_tilts_only_the_log_mel_bins_of_training_batches
     assert "--audio-tilt-augmentation" in capsys.readouterr().err
 
 
+def test_statistics_dropout_hides_what_a_transcription_cannot_know(tmp_path, capsys):
+    from poolingvq.cli import main
+    from poolingvq.performance_poolingvq import STATISTIC_NAMES, UNKNOWN_FROM_TRANSCRIPTION
+    from poolingvq.training import hide_statistics
+
+    statistics = torch.rand(400, len(STATISTIC_NAMES))
+    hidden = hide_statistics(statistics, 0.3, torch.Generator().manual_seed(0))
+    unknown = [STATISTIC_NAMES.index(name) for name in UNKNOWN_FROM_TRANSCRIPTION]
+    rows = hidden[:, unknown].isnan().all(1)
+    assert torch.equal(hidden[:, unknown].isnan().any(1), rows)  # a row hides all of them or none
+    assert 0.2 < rows.float().mean() < 0.4
+    known = [i for i in range(len(STATISTIC_NAMES)) if i not in unknown]
+    torch.testing.assert_close(hidden[:, known], statistics[:, known])  # the rest untouched
+    torch.testing.assert_close(hidden[~rows], statistics[~rows])
+    # a model without statistics has none to hide: refused before anything runs
+    argv = ["train", "--model-init", "tiny", "--allow-random-encoders", "--statistics-dropout", "0.3"]
+    assert main([*argv, "--output-dir", str(tmp_path)]) == 2
+    assert "--statistics-dropout" in capsys.readouterr().err
+
+
 def test_only_a_finetuning_run_trains_and_saves_the_midi_encoder(tmp_path, capsys):
     from poolingvq import PoolingVQConfig
     from poolingvq.cli import main

@@ -35,8 +35,9 @@ logger = logging.getLogger(__name__)
 ABLATIONS: dict[str, dict[str, Any]] = {
     "all": {},
     "without PoolingVQ": {"pooling": "none"},
-    # reads no notes, so transcriptions of its training audio (`--transcribed-training-audio`) would add nothing
-    "audio only": {"modalities": "audio", "transcribed_training_audio": None},
+    # reads no notes: neither transcriptions of its training audio (`--transcribed-training-audio`) nor hidden
+    # statistics (`--statistics-dropout`) concern it
+    "audio only": {"modalities": "audio", "transcribed_training_audio": None, "statistics_dropout": None},
     "MIDI only": {"modalities": "midi"},
     "only average pooling": {"pooling": "avg"},
     "only max pooling": {"pooling": "max"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -22,6 +23,17 @@ def test_suites_name_the_papers_variants():
         "only max pooling",
     ]
     assert ABLATIONS["without PoolingVQ"] == {"pooling": "none"}
+    # a recipe's levers for the MIDI side are dropped where the variant reads no MIDI, so every variant runs
+    from poolingvq.training import TrainingArguments, check_run
+
+    recipe = TrainingArguments(
+        model_init="tiny",
+        allow_random_encoders=True,
+        config_overrides="midi_statistics=true",
+        statistics_dropout=0.5,
+    )
+    for overrides in ABLATIONS.values():
+        check_run(dataclasses.replace(recipe, **overrides))
     assert suite_variants("codebook-sweep", (16, 64)) == {
         "P=16": {"codebook_size": 16},
         "P=64": {"codebook_size": 64},

@@ -354,8 +354,8 @@ classify("song.wav", transcribe=False)                # the audio alone
 ```
 
 or `poolingvq predict song.mid` / `poolingvq predict song.wav` (`--no-transcription`: the audio alone). A recording
-alone is transcribed by basic-pitch when it is installed (`bash scripts/install_transcription.sh`); {transcription_reading} Without
-basic-pitch a recording alone is read as audio alone.
+alone is transcribed by basic-pitch when it is installed (`bash scripts/install_transcription.sh`); {transcription_reading}
+Without basic-pitch a recording alone is read as audio alone.
 
 ## Results (EMOPIA `paper` split; test evaluated once, at the epoch chosen on validation macro-F1)
 

@@ -184,8 +184,8 @@ class TrainingArguments:
         default=None,
         metadata={
             "help": "also train on each training rendering read as a recording alone is: the audio with its notes "
-            "transcribed by basic-pitch (its statistics read as the model's `transcribed_statistics` says), one more training example per "
-            "rendering, so that the fusion learns how a transcription errs (default: off)"
+            "transcribed by basic-pitch (its statistics read as the model's `transcribed_statistics` says), one "
+            "more training example per rendering, so that the fusion learns how a transcription errs (default: off)"
         },
     )
     finetune_midi_encoder: bool = field(
@@ -896,6 +896,10 @@ def check_run(args: TrainingArguments) -> PoolingVQConfig:
             raise PoolingVQInputError(
                 "--statistics-dropout", f"must be in [0, 1), got {args.statistics_dropout}"
             )
+    if args.weight_average_decay is not None and not 0.0 < args.weight_average_decay < 1.0:
+        raise PoolingVQInputError(
+            "--weight-average-decay", f"must be in (0, 1), got {args.weight_average_decay}"
+        )
     if args.transcribed_training_audio:
         if planned.modalities != "audio+midi":
             raise PoolingVQInputError(

@@ -386,6 +386,9 @@ def test_statistics_dropout_hides_what_a_transcription_cannot_know(tmp_path, cap
     argv = ["train", "--model-init", "tiny", "--allow-random-encoders", "--statistics-dropout", "0.3"]
     assert main([*argv, "--output-dir", str(tmp_path)]) == 2
     assert "--statistics-dropout" in capsys.readouterr().err
+    argv = ["train", "--model-init", "tiny", "--allow-random-encoders", "--weight-average-decay", "1"]
+    assert main([*argv, "--output-dir", str(tmp_path)]) == 2
+    assert "--weight-average-decay: must be in (0, 1)" in capsys.readouterr().err
 
 
 def test_only_a_finetuning_run_trains_and_saves_the_midi_encoder(tmp_path, capsys):

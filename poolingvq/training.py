@@ -1272,7 +1272,9 @@ def hide_statistics(
     statistics: torch.Tensor, probability: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """`statistics` `[B, S]` with, in each row with `probability`, the ones a transcription cannot know
-    (`UNKNOWN_FROM_TRANSCRIPTION`) set to NaN: unknown, which the model reads as the training clips' mean."""
+    (`UNKNOWN_FROM_TRANSCRIPTION`) set to NaN: unknown, which the model reads as the training clips' mean
+    (`--statistics-dropout`). Measured on EMOPIA (0.5, 3 seeds): validation macro-F1 0.678 against 0.683, a
+    recording alone 0.596 against 0.584: within the spread of seeds, so off by default."""
     from .performance_poolingvq import TRANSCRIPTION_UNKNOWN_INDEX
 
     hidden = torch.rand(statistics.shape[0], generator=generator) < probability  # [B]
@@ -1307,7 +1309,9 @@ def weight_average(model: PoolingVQForMusicEmotion, decay: float | None) -> Any:
     """An exponential moving average of `model`'s weights (`--weight-average-decay`; torch's `AveragedModel`,
     its buffers, fitted before training, copied as they are), or None without a decay. Why: on a few hundred
     clips, validation macro-F1 jumps by up to 0.1 from one epoch to the next (lr 1e-3), so the epoch picked as the
-    best is partly luck; the average of the last steps' weights moves smoothly."""
+    best is partly luck; the average of the last steps' weights moves smoothly. Measured on EMOPIA (0.99, about
+    one epoch; seeds 42 / 43): smoother curves but lower best epochs, 0.657 / 0.651 against 0.687 / 0.695, so off
+    by default."""
     if decay is None:
         return None
     if not 0.0 < decay < 1.0:

@@ -35,9 +35,15 @@ logger = logging.getLogger(__name__)
 ABLATIONS: dict[str, dict[str, Any]] = {
     "all": {},
     "without PoolingVQ": {"pooling": "none"},
-    # reads no notes: neither transcriptions of its training audio (`--transcribed-training-audio`) nor hidden
-    # statistics (`--statistics-dropout`) concern it
-    "audio only": {"modalities": "audio", "transcribed_training_audio": None, "statistics_dropout": None},
+    # reads no notes: neither transcriptions of its training audio (`--transcribed-training-audio`), hidden
+    # statistics (`--statistics-dropout`) nor a MIDI encoder to fine-tune (`--finetune-midi-encoder`) concern it
+    # (without fine-tuning its arguments compare equal to the frozen recipe's audio-only run, which is read back)
+    "audio only": {
+        "modalities": "audio",
+        "transcribed_training_audio": None,
+        "statistics_dropout": None,
+        "finetune_midi_encoder": False,
+    },
     "MIDI only": {"modalities": "midi"},
     "only average pooling": {"pooling": "avg"},
     "only max pooling": {"pooling": "max"},

@@ -31,6 +31,7 @@ def test_suites_name_the_papers_variants():
         allow_random_encoders=True,
         config_overrides="midi_statistics=true",
         statistics_dropout=0.5,
+        finetune_midi_encoder=True,
     )
     for overrides in ABLATIONS.values():
         check_run(dataclasses.replace(recipe, **overrides))

@@ -78,6 +78,10 @@ STATISTIC_NAMES: tuple[str, ...] = (
     *(f"chord_interval_class_{interval}" for interval in range(1, 7)),
 )
 NUM_STATISTICS = len(STATISTIC_NAMES)
+#: The statistics a transposition by k semitones moves, each by k / 127 (pitch levels; the spread, the key
+#: correlations and the histogram turned to the estimated key stay as they are).
+PITCH_LEVEL_STATISTICS: tuple[str, ...] = ("pitch_mean", "pitch_p10", "pitch_p90")
+PITCH_LEVEL_INDEX = np.array([STATISTIC_NAMES.index(name) for name in PITCH_LEVEL_STATISTICS])
 
 #: What a transcription of a recording does not know (see `transcription_poolingvq`): how hard each key was
 #: struck (basic-pitch's note "amplitude" is its own confidence, which correlates -0.51 with the performed velocity

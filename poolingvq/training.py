@@ -172,6 +172,15 @@ class TrainingArguments:
             "model learns to answer from the rest as it must for a recording alone (default: off)"
         },
     )
+    transpose_midi: int | None = field(
+        default=None,
+        metadata={
+            "help": "with --finetune-midi-encoder: transpose each training clip's notes (its CP pitch tokens and "
+            "pitch-level statistics) by a random whole number of semitones in [-K, K], kept in MIDI-BERT's pitch "
+            "range, so that the encoder learns that a key is no mood; the cached audio keeps its key "
+            "(default: off)"
+        },
+    )
     weight_average_decay: float | None = field(
         default=None,
         metadata={
@@ -896,6 +905,17 @@ def check_run(args: TrainingArguments) -> PoolingVQConfig:
             raise PoolingVQInputError(
                 "--statistics-dropout", f"must be in [0, 1), got {args.statistics_dropout}"
             )
+    if args.transpose_midi is not None:
+        if not planned.finetune_midi_encoder:
+            raise PoolingVQInputError(
+                "--transpose-midi",
+                "transposes CP tokens, which only a fine-tuned MIDI encoder reads (--finetune-midi-encoder); "
+                "cached MIDI features cannot be transposed",
+            )
+        if not 0 <= args.transpose_midi <= MAX_TRANSPOSITION:
+            raise PoolingVQInputError(
+                "--transpose-midi", f"must be in 0..{MAX_TRANSPOSITION} semitones, got {args.transpose_midi}"
+            )
     if args.weight_average_decay is not None and not 0.0 < args.weight_average_decay < 1.0:
         raise PoolingVQInputError(
             "--weight-average-decay", f"must be in (0, 1), got {args.weight_average_decay}"
@@ -1284,11 +1304,47 @@ def hide_statistics(
     return statistics.masked_fill(mask, float("nan"))
 
 
+#: The widest `--transpose-midi`: an octave either way (a wider shift is an octave and a smaller one).
+MAX_TRANSPOSITION = 12
+
+
+def transpose_notes(
+    batch: dict[str, torch.Tensor], max_semitones: int, generator: torch.Generator | None = None
+) -> dict[str, torch.Tensor]:
+    """`batch` with each clip's notes transposed by its own random whole number of semitones in
+    [-max_semitones, max_semitones] (`--transpose-midi`): the Pitch field of its real CP tokens
+    (`midi_input_ids` `[B, L, 4]`, `midi_attention_mask` `[B, L]`) and its pitch-level statistics
+    (`PITCH_LEVEL_STATISTICS`, by k / 127; `midi_statistics` `[B, S]`, when there). A shift that would carry a note
+    out of MIDI-BERT's range 0..85 is cut to the widest that does not. Why: 767 training clips hold each mood in a
+    few keys, and a small encoder can learn the key as the mood; a listener hears a piece a tone higher as the
+    same piece. The cached audio keeps its key (it would have to be synthesized and encoded again per shift)."""
+    from .performance_poolingvq import PITCH_LEVEL_INDEX
+    from .tokenization_poolingvq import HIGHEST_PITCH, LOWEST_PITCH
+
+    ids, real = batch["midi_input_ids"], batch["midi_attention_mask"].bool()
+    pitch = ids[..., 2]  # [B, L]
+    top = HIGHEST_PITCH - LOWEST_PITCH
+    lowest = torch.where(real, pitch, top).amin(-1)  # [B]
+    highest = torch.where(real, pitch, 0).amax(-1)  # [B]
+    shift = torch.randint(-max_semitones, max_semitones + 1, (ids.shape[0],), generator=generator)
+    shift = torch.minimum(torch.maximum(shift.to(ids.device), -lowest), top - highest)  # [B]
+    transposed = dict(batch)
+    transposed["midi_input_ids"] = ids.clone()
+    transposed["midi_input_ids"][..., 2] = torch.where(real, pitch + shift[:, None], pitch)
+    if "midi_statistics" in batch:
+        statistics = batch["midi_statistics"].clone()
+        levels = torch.from_numpy(PITCH_LEVEL_INDEX).to(statistics.device)
+        statistics[:, levels] += (shift[:, None] / 127).to(statistics.dtype)
+        transposed["midi_statistics"] = statistics
+    return transposed
+
+
 def batch_augmentation(
     args: TrainingArguments, config: PoolingVQConfig
 ) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None:
-    """The training batches' augmentation (`--audio-tilt-augmentation`, `--statistics-dropout`), or None."""
-    if not args.audio_tilt_augmentation and not args.statistics_dropout:
+    """The training batches' augmentation (`--audio-tilt-augmentation`, `--statistics-dropout`,
+    `--transpose-midi`), or None."""
+    if not args.audio_tilt_augmentation and not args.statistics_dropout and not args.transpose_midi:
         return None
     num_mel_bins = getattr(config.audio_config, "num_mel_bins", 0)
 
@@ -1298,6 +1354,8 @@ def batch_augmentation(
             batch["audio_features"] = tilt_log_mel(
                 batch["audio_features"], num_mel_bins, args.audio_tilt_augmentation
             )
+        if args.transpose_midi and "midi_input_ids" in batch:  # before hiding: NaN moves nowhere
+            batch = transpose_notes(batch, args.transpose_midi)
         if args.statistics_dropout and "midi_statistics" in batch:
             batch["midi_statistics"] = hide_statistics(batch["midi_statistics"], args.statistics_dropout)
         return batch

@@ -167,9 +167,12 @@ def test_train_takes_clips_and_its_model_folder_predicts_them_as_metrics_json_sa
 
 @pytest.fixture(scope="module")
 def finetuned_on_written_clips(tmp_path_factory, cache_dir, written_clips) -> tuple[Path, dict]:
-    """A run that fine-tunes the MIDI encoder, on the frozen run's cached audio (same encoders, same keys)."""
+    """A run that fine-tunes the MIDI encoder, its notes transposed up to a tone, on the frozen run's cached audio
+    (same encoders, same keys)."""
     output = tmp_path_factory.mktemp("run") / "finetuned"
-    arguments = written_clip_arguments(output, cache_dir, finetune_midi_encoder=True, epochs=6)
+    arguments = written_clip_arguments(
+        output, cache_dir, finetune_midi_encoder=True, transpose_midi=2, epochs=6
+    )
     return output, train(arguments, written_clips)
 
 
@@ -218,7 +221,7 @@ def test_finetuning_the_midi_encoder_trains_it_and_its_folder_predicts_as_metric
     assert "fine-tuned with the head by --finetune-midi-encoder at lr 2e-05, weight decay 0.01" in card
     assert "midi - random, untrained weights (seed 0), then fine-tuned here" in card
     assert "the MIDI encoder started from random, untrained weights (seed 0) and was fine-tuned here" in card
-    assert " --finetune-midi-encoder " in card
+    assert " --finetune-midi-encoder " in card and " --transpose-midi 2" in card
 
 
 def test_a_run_with_midi_statistics_fits_their_standardization_and_its_folder_predicts_as_metrics_json_says(
@@ -389,6 +392,46 @@ def test_statistics_dropout_hides_what_a_transcription_cannot_know(tmp_path, cap
     argv = ["train", "--model-init", "tiny", "--allow-random-encoders", "--weight-average-decay", "1"]
     assert main([*argv, "--output-dir", str(tmp_path)]) == 2
     assert "--weight-average-decay: must be in (0, 1)" in capsys.readouterr().err
+
+
+def test_transposing_notes_moves_pitches_and_pitch_levels_within_midibert_range(tmp_path, capsys):
+    from poolingvq.cli import main
+    from poolingvq.performance_poolingvq import PITCH_LEVEL_STATISTICS, STATISTIC_NAMES
+    from poolingvq.tokenization_poolingvq import PAD_TOKEN
+    from poolingvq.training import transpose_notes
+
+    pad = torch.tensor(PAD_TOKEN)
+    ids = pad.repeat(64, 5, 1)
+    ids[:, :3] = torch.tensor([[0, 0, 40, 5], [1, 4, 47, 5], [1, 8, 52, 9]])  # three notes, then padding
+    ids[0, :3, 2] = torch.tensor([0, 1, 2])  # lowest pitches: can only go up
+    ids[1, :3, 2] = torch.tensor([83, 84, 85])  # highest: can only go down
+    mask = torch.arange(5)[None, :] < 3
+    statistics = torch.rand(64, len(STATISTIC_NAMES))
+    statistics[5, 0] = float("nan")  # unknown stays unknown
+    batch = {"midi_input_ids": ids, "midi_attention_mask": mask.expand(64, 5), "midi_statistics": statistics}
+    out = transpose_notes(batch, 2, torch.Generator().manual_seed(0))
+
+    shift = out["midi_input_ids"][:, 0, 2] - ids[:, 0, 2]  # [B]
+    assert set(shift.tolist()) == {-2, -1, 0, 1, 2}
+    assert shift[0] >= 0 and shift[1] <= 0
+    torch.testing.assert_close(out["midi_input_ids"][..., 2], ids[..., 2] + shift[:, None] * mask)
+    assert torch.equal(
+        out["midi_input_ids"][..., [0, 1, 3]], ids[..., [0, 1, 3]]
+    )  # bar, position, duration kept
+    assert torch.equal(out["midi_input_ids"][:, 3:], ids[:, 3:])  # padding kept
+    levels = [STATISTIC_NAMES.index(name) for name in PITCH_LEVEL_STATISTICS]
+    others = [i for i in range(len(STATISTIC_NAMES)) if i not in levels]
+    torch.testing.assert_close(
+        out["midi_statistics"][:, levels], statistics[:, levels] + shift[:, None] / 127
+    )
+    torch.testing.assert_close(out["midi_statistics"][:, others], statistics[:, others], equal_nan=True)
+    assert torch.equal(batch["midi_input_ids"], ids)  # the caller's batch is not changed
+    # cached MIDI features cannot be transposed: refused before anything runs
+    argv = ["train", "--model-init", "tiny", "--allow-random-encoders", "--transpose-midi", "2"]
+    assert main([*argv, "--output-dir", str(tmp_path)]) == 2
+    assert "--transpose-midi: transposes CP tokens" in capsys.readouterr().err
+    assert main([*argv[:-1], "13", "--finetune-midi-encoder", "--output-dir", str(tmp_path)]) == 2
+    assert "--transpose-midi: must be in 0..12" in capsys.readouterr().err
 
 
 def test_only_a_finetuning_run_trains_and_saves_the_midi_encoder(tmp_path, capsys):

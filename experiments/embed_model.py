@@ -282,6 +282,12 @@ def model_card(folder: Path) -> str:
         else ""
     )
     arguments = TrainingArguments(**metrics["arguments"])
+    midi_training = (
+        f"then fine-tuned with the\n  head on EMOPIA's training clips (`--finetune-midi-encoder`, lr "
+        f"{arguments.lr_midi_encoder:g}, weight decay {arguments.weight_decay_midi_encoder:g}; the paper freezes it)."
+        if config.get("finetune_midi_encoder")
+        else "frozen."
+    )
     command = "poolingvq train " + " ".join(training_flags(arguments))
     for path, placeholder in (
         (arguments.data_dir, "DATA/emopia"),
@@ -330,7 +336,7 @@ installed), from a MIDI file alone (the audio is then synthesized), or from both
   second); then PoolingVQ's codebook ({config["codebook_size"]} codes, windows of {config["window_size"]}, stride
   {config["window_stride"]}).
 - MIDI: a small MIDI-BERT ({midi["num_hidden_layers"]} layers, {midi["hidden_size"]} wide) pre-trained here with
-  MIDI-BERT's masked compound-word objective on {sources}; frozen.{statistics_line}
+  MIDI-BERT's masked compound-word objective on {sources}; {midi_training}{statistics_line}
 - Fusion: the paper's two cross-attentions (width {config["fusion_hidden_size"]}); the head reads both stages
   (`fusion_readout="{config.get("fusion_readout", "midi")}"`). In training one modality of a piece was hidden with
   probability {config.get("modality_dropout", 0):g} (a learned "absent" token stands in), which is what lets it answer

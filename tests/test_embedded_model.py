@@ -9,6 +9,7 @@ import argparse
 import importlib.util
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,19 @@ def test_card_is_written_from_the_shipped_results():
         parsed.model_init == "offline" and parsed.extra_soundfonts == metrics["arguments"]["extra_soundfonts"]
     )
     assert isinstance(TrainingArguments, type)
+
+
+def test_card_says_whether_the_midi_encoder_was_fine_tuned(tmp_path):
+    embed = load_embed_script()
+    assert "MIDI-BERT's masked compound-word objective on " in embed.model_card(FOLDER)
+    folder = tmp_path / "model"
+    shutil.copytree(FOLDER, folder, ignore=shutil.ignore_patterns("*.safetensors"))
+    config = json.loads((folder / "config.json").read_text())
+    frozen = "frozen." in embed.model_card(folder).split("## Use")[0]
+    (folder / "config.json").write_text(json.dumps({**config, "finetune_midi_encoder": True}))
+    card = embed.model_card(folder).split("## Use")[0]
+    assert frozen != config.get("finetune_midi_encoder", False)
+    assert "frozen." not in card and "(`--finetune-midi-encoder`, lr 2e-05, weight decay 0.01;" in card
 
 
 @needs_emopia

@@ -741,17 +741,25 @@ def initial_model(args: PretrainingArguments) -> MidiBertForMaskedCP:
     return model
 
 
-def transpose_rows(tokens: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Shift every row's real pitches by one random number of semitones in `[-max_shift, max_shift]`, limited
-    per row so that no pitch leaves the vocabulary's 0..PAD-1 (MIDI 22..107). `tokens`: long [B, L, 4]."""
+def random_transpositions(
+    tokens: torch.Tensor, max_shift: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    """One random number of semitones per row in `[-max_shift, max_shift]`, limited per row so that no real pitch
+    leaves the vocabulary's 0..PAD-1 (MIDI 22..107). `tokens`: long [B, L, 4] (padding holds PAD). Returns [B]."""
     pitch = tokens[..., 2]
     real = pitch < NUM_REAL_WORDS[2]
     highest = torch.where(real, pitch, torch.zeros_like(pitch)).amax(-1)  # [B]
     lowest = torch.where(real, pitch, torch.full_like(pitch, NUM_REAL_WORDS[2])).amin(-1)
     draw = torch.randint(-max_shift, max_shift + 1, (len(tokens),), generator=generator, device=tokens.device)
-    shift = torch.maximum(torch.minimum(draw, NUM_REAL_WORDS[2] - 1 - highest), -lowest)
+    return torch.maximum(torch.minimum(draw, NUM_REAL_WORDS[2] - 1 - highest), -lowest)
+
+
+def transpose_rows(tokens: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """`tokens` (long [B, L, 4]) with every row's real pitches moved by its `shift` ([B], from
+    `random_transpositions`); padding stays PAD."""
+    pitch = tokens[..., 2]
     shifted = tokens.clone()
-    shifted[..., 2] = torch.where(real, pitch + shift[:, None], pitch)
+    shifted[..., 2] = torch.where(pitch < NUM_REAL_WORDS[2], pitch + shift[:, None], pitch)
     return shifted
 
 
@@ -1116,7 +1124,7 @@ def train_one_epoch(
             accelerator.device, args.seed, state.epoch, step_in_epoch, accelerator.process_index
         )
         if args.transpose:
-            tokens = transpose_rows(tokens, args.transpose, generator)
+            tokens = transpose_rows(tokens, random_transpositions(tokens, args.transpose, generator))
         masked = mask_cp_tokens(tokens, generator, args.mask_probability)
         logits = model(masked.input_ids, masked.attention_mask)
         loss, _, step_correct = masked_cp_loss(logits, tokens, masked.chosen, weights)

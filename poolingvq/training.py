@@ -1312,25 +1312,18 @@ def transpose_notes(
     batch: dict[str, torch.Tensor], max_semitones: int, generator: torch.Generator | None = None
 ) -> dict[str, torch.Tensor]:
     """`batch` with each clip's notes transposed by its own random whole number of semitones in
-    [-max_semitones, max_semitones] (`--transpose-midi`): the Pitch field of its real CP tokens
-    (`midi_input_ids` `[B, L, 4]`, `midi_attention_mask` `[B, L]`) and its pitch-level statistics
-    (`PITCH_LEVEL_STATISTICS`, by k / 127; `midi_statistics` `[B, S]`, when there). A shift that would carry a note
+    [-max_semitones, max_semitones] (`--transpose-midi`, as `pretrain-midi --transpose` does): the Pitch field of its
+    real CP tokens (`midi_input_ids` `[B, L, 4]`, padded with PAD, as `collate_cached_features` pads) and its
+    pitch-level statistics (`PITCH_LEVEL_STATISTICS`, by k / 127; `midi_statistics` `[B, S]`, when there). A shift that would carry a note
     out of MIDI-BERT's range 0..85 is cut to the widest that does not. Why: 767 training clips hold each mood in a
     few keys, and a small encoder can learn the key as the mood; a listener hears a piece a tone higher as the
     same piece. The cached audio keeps its key (it would have to be synthesized and encoded again per shift)."""
     from .performance_poolingvq import PITCH_LEVEL_INDEX
-    from .tokenization_poolingvq import HIGHEST_PITCH, LOWEST_PITCH
+    from .pretraining import random_transpositions, transpose_rows  # the pre-training's key augmentation
 
-    ids, real = batch["midi_input_ids"], batch["midi_attention_mask"].bool()
-    pitch = ids[..., 2]  # [B, L]
-    top = HIGHEST_PITCH - LOWEST_PITCH
-    lowest = torch.where(real, pitch, top).amin(-1)  # [B]
-    highest = torch.where(real, pitch, 0).amax(-1)  # [B]
-    shift = torch.randint(-max_semitones, max_semitones + 1, (ids.shape[0],), generator=generator)
-    shift = torch.minimum(torch.maximum(shift.to(ids.device), -lowest), top - highest)  # [B]
+    shift = random_transpositions(batch["midi_input_ids"], max_semitones, generator)  # [B]
     transposed = dict(batch)
-    transposed["midi_input_ids"] = ids.clone()
-    transposed["midi_input_ids"][..., 2] = torch.where(real, pitch + shift[:, None], pitch)
+    transposed["midi_input_ids"] = transpose_rows(batch["midi_input_ids"], shift)
     if "midi_statistics" in batch:
         statistics = batch["midi_statistics"].clone()
         levels = torch.from_numpy(PITCH_LEVEL_INDEX).to(statistics.device)
@@ -1354,7 +1347,7 @@ def batch_augmentation(
             batch["audio_features"] = tilt_log_mel(
                 batch["audio_features"], num_mel_bins, args.audio_tilt_augmentation
             )
-        if args.transpose_midi and "midi_input_ids" in batch:  # before hiding: NaN moves nowhere
+        if args.transpose_midi and "midi_input_ids" in batch:
             batch = transpose_notes(batch, args.transpose_midi)
         if args.statistics_dropout and "midi_statistics" in batch:
             batch["midi_statistics"] = hide_statistics(batch["midi_statistics"], args.statistics_dropout)

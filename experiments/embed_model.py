@@ -7,7 +7,8 @@ The last step of `experiments/reproduce_embedded_model.sh`. Copied into `--out`:
 `model.safetensors`) and its processor files from `--run`; the run's `metrics.json`; the ablation suite's
 `results.json` and plot (`ablation_results.json`, `ablation.png`); the VGMIDI run's `metrics.json`
 (`vgmidi_metrics.json`); the MIDI pre-training's `pretraining_metrics.json` (`midi_pretraining_metrics.json`); the
-ablation runs' reliance on each modality (`modality_reliance.json`, from `experiments/modality_reliance.py`).
+measurements through the pipeline (`listening.json`, from `experiments/listen_to_model.py`). Each run's reliance on
+each modality is in its `metrics.json` (`train` measures it on the test split).
 Then `README.md` is written by `model_card(folder)` from those JSON files, so every figure in the card is one
 that a run measured; `tests/test_embedded_model.py` writes the card again from the shipped files and checks that
 it is unchanged.

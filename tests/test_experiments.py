@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 from shared_data import DATA_DIR, needs_emopia
@@ -154,39 +153,3 @@ def test_variants_must_belong_to_the_suite(tmp_path):
 
     with pytest.raises(ValueError, match=r"\['MIDI alone'\] not in the ablation suite"):
         run_suite(TrainingArguments(output_dir=str(tmp_path)), "ablation", 1, variants=("all", "MIDI alone"))
-
-
-@needs_emopia
-@pytest.mark.parametrize(
-    "overrides", [[], ["--config-overrides", "midi_statistics=true"]], ids=["", "statistics"]
-)
-def test_reliance_script_remeasures_what_training_reported(tmp_path, overrides):
-    """experiments/modality_reliance.py rebuilds a saved run's test batches (with the MIDI's performance statistics
-    when the model reads them) and gets the figure `train` wrote."""
-    import subprocess
-    import sys
-
-    output, cache = tmp_path / "ablation", tmp_path / "cache"
-    argv = [
-        "experiment", "--suite", "ablation", "--variants", "all,MIDI only", "--seeds", "1", "--save-models",
-        "--dataset", "emopia", "--data-dir", str(DATA_DIR / "emopia"), "--model-init", "tiny",
-        "--allow-random-encoders",
-        "--output-dir", str(output), "--cache-dir", str(cache), "--max-train-samples", "16",
-        "--max-eval-samples", "10", "--epochs", "1", "--batch-size", "4", "--max-audio-seconds", "5",
-        "--midi-mode", "rescaled", "--fusion-readout", "both", *overrides,
-    ]  # fmt: skip
-    assert main(argv) == 0
-    script = Path(__file__).resolve().parents[1] / "experiments" / "modality_reliance.py"
-    subprocess.run(
-        [sys.executable, str(script), "--experiment", str(output), "--cache-dir", str(cache)], check=True
-    )
-    measured = json.loads((output / "modality_reliance.json").read_text())
-    reported = json.loads((output / "all" / "seed_42" / "metrics.json").read_text())["test"][
-        "modality_reliance"
-    ]
-    assert [(run["variant"], run["seed"]) for run in measured["runs"]] == [
-        ("all", 42)
-    ]  # MIDI only has no audio
-    assert measured["runs"][0]["audio"] == pytest.approx(reported["audio"], abs=1e-6)
-    assert measured["runs"][0]["midi"] == pytest.approx(reported["midi"], abs=1e-6)
-    assert measured["summary"]["all"]["runs"] == 1

@@ -149,8 +149,9 @@ PATH_FIELDS = (
 )
 
 
-#: TrainingArguments fields that change how a run is shown, allowed or published, never its result
-PRESENTATION_FIELDS = ("progress", "allow_random_encoders", "push_to_hub", "hub_private_repo")
+#: TrainingArguments fields that change how a run is shown, allowed, carried out or published, never its result
+#: (`resume`: a run continued from its last checkpoint restores the optimizer, scheduler and random states with it)
+PRESENTATION_FIELDS = ("progress", "allow_random_encoders", "push_to_hub", "hub_private_repo", "resume")
 #: TrainingArguments fields that change nothing unless the run fine-tunes its MIDI encoder (added after runs were
 #: recorded without them: a run that does not fine-tune is compared without them, so those records still match)
 MIDI_FINETUNING_FIELDS = ("finetune_midi_encoder", "lr_midi_encoder", "weight_decay_midi_encoder")

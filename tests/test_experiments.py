@@ -128,6 +128,11 @@ def test_a_finished_run_is_reused_only_with_the_same_arguments(tmp_path):
     )
     assert finished_run(replace(arguments, data_dir=str(tmp_path))) is None
     assert finished_run(replace(arguments, save_model=True)) is None  # a model is asked for and absent
+    # a run that was interrupted and finished with --resume trained the same recipe
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({"test": {"accuracy": 0.5}, "arguments": asdict(replace(arguments, resume=True))})
+    )
+    assert finished_run(arguments)["test"]["accuracy"] == 0.5
     # a run recorded before --config-overrides existed is read back; one with other overrides is not
     recorded = {key: value for key, value in asdict(arguments).items() if key != "config_overrides"}
     (tmp_path / "metrics.json").write_text(json.dumps({"test": {"accuracy": 0.5}, "arguments": recorded}))

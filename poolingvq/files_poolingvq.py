@@ -82,9 +82,11 @@ def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Pa
     descriptor, temp_name = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=suffix)
     os.close(descriptor)
     temporary = Path(temp_name)
-    os.chmod(temporary, _FILE_MODE)
     try:
         yield temporary
+        # after the block: a library may write its own file over the temporary path (safetensors 0.8's
+        # `save_file` leaves a fresh 0600 file there), and the mode should be a plain `open`'s either way
+        os.chmod(temporary, _FILE_MODE)
         if durable:
             _fsync_file(temporary)
         os.replace(temporary, target)

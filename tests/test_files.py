@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from poolingvq import files_poolingvq
+from poolingvq.checkpoints import save_tensors_atomically
 from poolingvq.files_poolingvq import (
     atomic_directory,
     atomic_path,
@@ -38,6 +40,10 @@ def test_atomic_write_replaces_whole_and_leaves_nothing_on_failure(tmp_path: Pat
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+    # and so it does when a library writes its own private file at the temporary path (safetensors' save_file)
+    weights = tmp_path / "weights.safetensors"
+    save_tensors_atomically({"w": torch.zeros(2)}, weights)
+    assert stat.S_IMODE(weights.stat().st_mode) == 0o666 & ~umask
 
     with pytest.raises(RuntimeError, match="writer failed"), atomic_path(target) as temporary:
         temporary.write_bytes(b"half")

@@ -64,7 +64,7 @@ def embed(
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    shutil.copy(weights, out / "model.safetensors")
+    shutil.copyfile(weights, out / "model.safetensors")
     for source in sorted(run.glob("*.json")):
         copy_json(source, out / source.name)
     (out / "ablation_results.json").write_text(
@@ -72,7 +72,7 @@ def embed(
     )
     png = next(iter(sorted(seeds.glob("*.png"))), None)
     if png is not None:
-        shutil.copy(png, out / "ablation.png")
+        shutil.copyfile(png, out / "ablation.png")
     copy_json(vgmidi / "metrics.json", out / "vgmidi_metrics.json")
     copy_json(pretraining / "pretraining_metrics.json", out / "midi_pretraining_metrics.json")
     copy_json(listening, out / "listening.json")

@@ -54,6 +54,13 @@ _FILE_MODE = 0o666 & ~_UMASK
 _FOLDER_MODE = 0o777 & ~_UMASK
 
 
+def give_plain_mode(path: str | os.PathLike) -> None:
+    """Give a file a plain `open`'s mode (0666 less the umask): for files a library writes privately (safetensors
+    0.8's `save_file`, hence transformers' `save_pretrained`, leaves 0600), so a model folder stays readable by
+    whom its folder is."""
+    os.chmod(path, _FILE_MODE)
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """SHA-256 (hex) of a file's bytes, read by blocks of 1 MiB; `OSError` when it cannot be read."""
     digest = hashlib.sha256()
@@ -86,7 +93,7 @@ def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Pa
         yield temporary
         # after the block: a library may write its own file over the temporary path (safetensors 0.8's
         # `save_file` leaves a fresh 0600 file there), and the mode should be a plain `open`'s either way
-        os.chmod(temporary, _FILE_MODE)
+        give_plain_mode(temporary)
         if durable:
             _fsync_file(temporary)
         os.replace(temporary, target)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import textwrap
@@ -324,6 +325,9 @@ def test_save_and_reload_with_auto_classes(tmp_path, inputs):
         model.quantizer.init_codebook(torch.randn(200, 32), seed=3)
     model.save_pretrained(tmp_path)
     files = {p.name for p in tmp_path.iterdir()}
+    umask = os.umask(0)
+    os.umask(umask)  # the weights get a plain open()'s mode, not the 0600 safetensors' save_file gives
+    assert stat.S_IMODE((tmp_path / "model.safetensors").stat().st_mode) == 0o666 & ~umask
     assert {
         "config.json",
         "model.safetensors",

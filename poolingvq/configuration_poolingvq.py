@@ -321,8 +321,8 @@ class PoolingVQConfig(PreTrainedConfig):
             sequences become one vector. With `"midi"`, audio reaches the head only as a residual-normed average
             of 750 attended windows inside the MIDI stream, and an EMOPIA model (log-mel + small MIDI-BERT) learnt
             to ignore it: giving each test clip another clip's audio hardly moved its probabilities, where another
-            clip's MIDI moved them a lot (`training.modality_reliance`, in every run's `metrics.json`). `"both"` gives the
-            audio a direct path to the head.
+            clip's MIDI moved them a lot (`training.modality_reliance`, in every run's `metrics.json`). `"both"`
+            gives the audio a direct path to the head.
         modality_dropout: probability, for each training piece, that one of its two modalities (audio or MIDI,
             equally likely) is hidden from the fusion and replaced by a learned "absent" token (0: the paper,
             which always has both). A model trained with it also answers when one modality is missing at

@@ -14,7 +14,9 @@ writer from the files of one still at work, on this host or another.
   numpy), renamed into place when the block ends without an error;
 - [`atomic_directory`]: a folder built in a temporary sibling and swapped in whole, replacing an earlier one
   ([`replace_directory`] when the writer names the temporary folder itself);
-- [`sha256_file`]: a file's content hash, read by blocks, for content-addressed names.
+- [`sha256_file`]: a file's content hash, read by blocks, for content-addressed names;
+- [`PlainModeSaving`]: a `PreTrainedModel` mixin whose `save_pretrained` leaves weights readable as a plain
+  `open`'s files are.
 """
 
 from __future__ import annotations
@@ -55,10 +57,19 @@ _FOLDER_MODE = 0o777 & ~_UMASK
 
 
 def give_plain_mode(path: str | os.PathLike) -> None:
-    """Give a file a plain `open`'s mode (0666 less the umask): for files a library writes privately (safetensors
-    0.8's `save_file`, hence transformers' `save_pretrained`, leaves 0600), so a model folder stays readable by
-    whom its folder is."""
+    """Give a file a plain `open`'s mode (0666 less the umask), for files a library writes privately: safetensors
+    0.8's `save_file` (hence transformers' `save_pretrained`) leaves 0600."""
     os.chmod(path, _FILE_MODE)
+
+
+class PlainModeSaving:
+    """Mixin for a `PreTrainedModel` (listed before it): `save_pretrained`, then its `.safetensors` files given a
+    plain `open`'s mode, so a model folder trained on a shared machine is readable by whom its folder is."""
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: object, **kwargs: object) -> None:
+        super().save_pretrained(save_directory, *args, **kwargs)  # type: ignore[misc]
+        for weights in Path(save_directory).glob("*.safetensors"):
+            give_plain_mode(weights)
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -32,6 +32,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.bert.modeling_bert import BertIntermediate, BertOutput, BertSelfOutput
 
 from .configuration_poolingvq import MidiBertConfig
+from .files_poolingvq import PlainModeSaving
 
 #: The four CP classes, in the order of the last axis of `input_ids`.
 CP_CLASSES: tuple[str, ...] = ("Bar", "Position", "Pitch", "Duration")
@@ -169,7 +170,7 @@ class MidiBertEncoder(nn.Module):
         self.layer = nn.ModuleList(MidiBertLayer(config) for _ in range(config.num_hidden_layers))
 
 
-class MidiBertPreTrainedModel(PreTrainedModel):
+class MidiBertPreTrainedModel(PlainModeSaving, PreTrainedModel):
     config_class = MidiBertConfig
     base_model_prefix = "midibert"
     main_input_name = "input_ids"

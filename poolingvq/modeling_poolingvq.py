@@ -31,7 +31,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_poolingvq import PoolingVQConfig
-from .files_poolingvq import give_plain_mode
+from .files_poolingvq import PlainModeSaving
 from .logmel_poolingvq import LogMelEncoder
 from .midibert_poolingvq import MidiBertModel
 from .performance_poolingvq import NUM_STATISTICS
@@ -312,7 +312,7 @@ class PoolingVQFusion(nn.Module):
         return sequence, mask
 
 
-class PoolingVQPreTrainedModel(PreTrainedModel):
+class PoolingVQPreTrainedModel(PlainModeSaving, PreTrainedModel):
     config_class = PoolingVQConfig
     base_model_prefix = "poolingvq"
     main_input_name = "input_values"
@@ -354,8 +354,6 @@ class PoolingVQPreTrainedModel(PreTrainedModel):
                 }
             }
         super().save_pretrained(save_directory, *args, **kwargs)
-        for weights in Path(save_directory).glob("*.safetensors"):
-            give_plain_mode(weights)
         if pipeline_file.exists():
             shutil.copyfile(pipeline_file, Path(save_directory) / pipeline_file.name)
 

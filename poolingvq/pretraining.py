@@ -50,12 +50,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .arguments import add_dataclass_arguments, dataclass_from_namespace
-from .checkpoints import save_checkpoint, step_checkpoint
+from .checkpoints import save_checkpoint, save_tensors_atomically, step_checkpoint
 from .configuration_poolingvq import MidiBertConfig
 from .errors_poolingvq import PoolingVQInputError
 from .files_poolingvq import atomic_directory, atomic_path, atomic_write_text
@@ -716,7 +716,7 @@ class MidiBertForMaskedCP(nn.Module):
             f"heads.{name}": tensor.detach().cpu().contiguous()
             for name, tensor in self.heads.state_dict().items()
         }
-        save_file(heads, str(Path(folder) / HEADS_FILENAME))
+        save_tensors_atomically(heads, Path(folder) / HEADS_FILENAME)
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> MidiBertForMaskedCP:

@@ -1312,12 +1312,13 @@ def transpose_notes(
     batch: dict[str, torch.Tensor], max_semitones: int, generator: torch.Generator | None = None
 ) -> dict[str, torch.Tensor]:
     """`batch` with each clip's notes transposed by its own random whole number of semitones in
-    [-max_semitones, max_semitones] (`--transpose-midi`, as `pretrain-midi --transpose` does): the Pitch field of its
-    real CP tokens (`midi_input_ids` `[B, L, 4]`, padded with PAD, as `collate_cached_features` pads) and its
-    pitch-level statistics (`PITCH_LEVEL_STATISTICS`, by k / 127; `midi_statistics` `[B, S]`, when there). A shift that would carry a note
-    out of MIDI-BERT's range 0..85 is cut to the widest that does not. Why: 767 training clips hold each mood in a
-    few keys, and a small encoder can learn the key as the mood; a listener hears a piece a tone higher as the
-    same piece. The cached audio keeps its key (it would have to be synthesized and encoded again per shift)."""
+    [-max_semitones, max_semitones] (`--transpose-midi`, as `pretrain-midi --transpose` does): the Pitch field of
+    its real CP tokens (`midi_input_ids` `[B, L, 4]`, padded with PAD, as `collate_cached_features` pads) and its
+    pitch-level statistics (`PITCH_LEVEL_STATISTICS`, by k / 127; `midi_statistics` `[B, S]`, when there). A shift
+    that would carry a note out of MIDI-BERT's range 0..85 is cut to the widest that does not. Why: 767 training
+    clips hold each mood in a few keys, and a small encoder can learn the key as the mood; a listener hears a piece
+    a tone higher as the same piece. The cached audio keeps its key (it would have to be synthesized and encoded
+    again per shift)."""
     from .performance_poolingvq import PITCH_LEVEL_INDEX
     from .pretraining import random_transpositions, transpose_rows  # the pre-training's key augmentation
 

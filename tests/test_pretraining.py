@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -291,6 +293,11 @@ def test_pretrain_writes_a_loadable_folder_that_reproduces_its_metrics_and_resum
     )
     assert set(saved["heldout"]["accuracy_per_class"]) == {"Bar", "Position", "Pitch", "Duration"}
     assert (folder / "README.md").read_text().count("| Pitch |") == 1
+    # the encoder's and the heads' weights are readable as a plain open()'s files are (safetensors writes 0600)
+    umask = os.umask(0)
+    os.umask(umask)
+    for weights in ("model.safetensors", "mlm_heads.safetensors"):
+        assert stat.S_IMODE((folder / weights).stat().st_mode) == 0o666 & ~umask, weights
 
     # The encoder folder loads on its own; encoder + heads reproduce the held-out metrics written at training time.
     encoder = MidiBertModel.from_pretrained(folder).eval()
